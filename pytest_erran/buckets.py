@@ -1,0 +1,86 @@
+"""Bucket definitions -> boolean masks over the units table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .config import BucketSpec
+from .errors import ErranError
+
+ALL = "all"
+
+
+@dataclass
+class Bucket:
+    name: str
+    mask: np.ndarray  # bool, one per unit
+    cls: str | None = None  # set for a class's own bucket (and "all"): precision is defined there
+    kind: str = "custom"  # "all", "class" or "custom"
+
+
+def bucket_names(classes: tuple[str, ...], negative: str | None, specs: tuple[BucketSpec, ...]) -> list[str]:
+    """Every bucket name, checked for clashes, in a fixed order: all, classes, then custom."""
+    names = [ALL] + [c for c in classes if c != negative]
+    for spec in specs:
+        if spec.name == ALL or spec.name in classes:
+            what = "the bucket of all units" if spec.name == ALL else f"the bucket of class '{spec.name}'"
+            raise ErranError(f"[buckets.{spec.name}]: '{spec.name}' is already {what}; rename it")
+        names.append(spec.name)
+    return names
+
+
+def check_references(names: list[str], classes: tuple[str, ...], negative: str | None,
+                     specs: tuple[BucketSpec, ...], requirement_buckets: list[str],
+                     thresholds: dict) -> None:
+    """Catch typos before any model runs: requirements, `class` filters, thresholds, negative."""
+    if negative is not None and negative not in classes:
+        raise ErranError(f"negative = '{negative}' is not one of the classes {list(classes)}")
+    for name in requirement_buckets:
+        if name == negative:
+            raise ErranError(f"[[require]] bucket = '{name}': '{name}' is the negative class; recall "
+                             "counts defects, so require it on a defect class or bucket")
+        if name not in names:
+            raise ErranError(f"[[require]] bucket = '{name}' is not a bucket; known buckets: "
+                             f"{', '.join(names)}")
+    for spec in specs:
+        if spec.cls is not None and spec.cls not in classes:
+            raise ErranError(f"[buckets.{spec.name}] class = '{spec.cls}' is not one of the classes "
+                             f"{list(classes)}")
+    for name in thresholds:
+        if name not in classes:
+            raise ErranError(f"[class_thresholds] '{name}' is not one of the classes {list(classes)}")
+
+
+def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str | None,
+                  specs: tuple[BucketSpec, ...]) -> dict[str, Bucket]:
+    labels = units["label"].to_numpy()
+    buckets = {ALL: Bucket(ALL, np.ones(len(units), bool), kind="all")}
+    for cls in classes:
+        if cls != negative:
+            buckets[cls] = Bucket(cls, labels == cls, cls=cls, kind="class")
+    for spec in specs:
+        mask = np.ones(len(units), bool)
+        if spec.where is not None:
+            mask &= _where(units, spec)
+        if spec.tag is not None:
+            mask &= np.fromiter((spec.tag in tags for tags in units["tags"]), bool, len(units))
+        if spec.cls is not None:
+            mask &= labels == spec.cls
+        buckets[spec.name] = Bucket(spec.name, mask)
+    return buckets
+
+
+def _where(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
+    columns = ", ".join(c for c in units.columns if not str(c).startswith("_"))
+    try:
+        result = units.eval(spec.where, engine="python")
+    except Exception as e:  # pandas raises many types for a bad expression
+        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r} failed: {e}. "
+                         f"Columns you can use: {columns}") from None
+    if not isinstance(result, pd.Series) or not pd.api.types.is_bool_dtype(result.dtype):
+        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r} must give true/false per row, "
+                         f"e.g. \"lighting == 'low'\". Columns you can use: {columns}")
+    return result.fillna(False).to_numpy(bool)

@@ -1,0 +1,65 @@
+"""Prediction cache: the model runs once per (model, data, preprocessing), whatever the number
+of pytest processes. A file lock makes concurrent runs (xdist workers) wait for the first."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CACHE_VERSION = 1
+
+
+def cache_key(**parts) -> str:
+    text = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def files_fingerprint(paths) -> str:
+    """Size and modification time of every image: a changed image must not reuse old predictions."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; concurrent runs then each compute, still correctly
+        yield
+        return
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached_arrays(directory: Path | None, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays stored under `key`, computing and storing them first if needed.
+    Returns (arrays, whether they came from the cache)."""
+    if directory is None:
+        return compute(), False
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{key}.npz"
+    with _locked(directory / f"{key}.lock"):
+        if target.exists():
+            try:
+                with np.load(target, allow_pickle=False) as stored:
+                    return {name: stored[name] for name in stored.files}, True
+            except (OSError, ValueError):
+                pass  # a damaged cache entry is recomputed, never trusted
+        arrays = compute()
+        temp = directory / f".{key}.{os.getpid()}.npz"
+        np.savez(temp, **arrays)
+        os.replace(temp, target)
+        return arrays, False

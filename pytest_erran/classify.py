@@ -1,0 +1,104 @@
+"""Classification: model outputs -> predicted class per image -> hit or miss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ErranError
+
+
+@dataclass
+class ClassPredictions:
+    """Per image: the predicted class index and, when the model gives them, all class scores."""
+
+    index: np.ndarray  # [N] int
+    scores: np.ndarray | None  # [N, C] float32 probabilities, or None for label-only outputs
+
+
+def interpret_output(value, classes: tuple[str, ...], where: str) -> ClassPredictions:
+    """One batch of one model output: [N, C] scores, [N] indices or labels, or ZipMap maps."""
+    if isinstance(value, list):  # skl2onnx's ZipMap: a sequence of {class: probability}
+        return _from_scores(_zipmap_scores(value, classes, where))
+    array = np.asarray(value)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 1:
+        if array.dtype.kind in "OUS":  # string labels
+            lookup = {c: i for i, c in enumerate(classes)}
+            unknown = sorted({str(v) for v in array} - set(lookup))
+            if unknown:
+                raise ErranError(f"{where}: predicts label '{unknown[0]}', which is not one of the "
+                                 f"classes {list(classes)}")
+            return ClassPredictions(np.array([lookup[str(v)] for v in array], np.int64), None)
+        if array.dtype.kind not in "iu":
+            raise ErranError(f"{where}: a 1-D output must hold class indices, got {array.dtype}")
+        if len(array) and (array.min() < 0 or array.max() >= len(classes)):
+            raise ErranError(f"{where}: predicts class index {int(array.max())}, but `classes` has "
+                             f"{len(classes)} names")
+        return ClassPredictions(array.astype(np.int64), None)
+    if array.ndim != 2:
+        raise ErranError(f"{where}: expected scores [N, classes] or labels [N], got shape "
+                         f"{list(array.shape)}")
+    if array.shape[1] != len(classes):
+        raise ErranError(f"{where}: gives {array.shape[1]} scores per image but `classes` has "
+                         f"{len(classes)} names {list(classes)}; make them agree")
+    return _from_scores(array.astype(np.float32, copy=False))
+
+
+def _zipmap_scores(maps: list, classes: tuple[str, ...], where: str) -> np.ndarray:
+    keys = list(maps[0]) if maps else []
+    if keys and all(isinstance(k, (int, np.integer)) for k in keys):
+        order = list(range(len(classes)))
+    else:
+        order = list(classes)
+    if maps and set(keys) != set(order):
+        raise ErranError(f"{where}: the score maps have keys {sorted(map(str, keys))}, which do not "
+                         f"match the classes {list(classes)}")
+    return np.array([[m[k] for k in order] for m in maps], np.float32).reshape(len(maps), len(classes))
+
+
+def _from_scores(scores: np.ndarray) -> ClassPredictions:
+    index = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
+    return ClassPredictions(index.astype(np.int64), scores)
+
+
+def concat(parts: list[ClassPredictions]) -> ClassPredictions:
+    index = np.concatenate([p.index for p in parts]) if parts else np.zeros(0, np.int64)
+    has_scores = parts and all(p.scores is not None for p in parts)
+    return ClassPredictions(index, np.concatenate([p.scores for p in parts]) if has_scores else None)
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Scores already in [0, 1] are kept (softmax or sigmoid outputs); anything else is taken
+    for logits, and softmax makes class thresholds mean probabilities."""
+    if scores.size == 0 or (scores.min() >= 0 and scores.max() <= 1):
+        return scores
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predicted_labels(pred: ClassPredictions, classes: tuple[str, ...], thresholds: dict[str, float],
+                     negative: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted class name per image, and the score of that class (None without scores).
+
+    argmax; when that class has a threshold and its score is below it, the prediction
+    becomes the negative class.
+    """
+    names = np.asarray(classes, dtype=object)[pred.index]
+    if pred.scores is None:
+        if thresholds:
+            raise ErranError("class_thresholds need class scores, but the model outputs only labels; "
+                             "remove class_thresholds or use a scores output")
+        return names, None
+    scores = as_probabilities(pred.scores)
+    top = scores[np.arange(len(scores)), pred.index]
+    if thresholds:
+        if negative is None:
+            raise ErranError("class_thresholds need `negative`: the class a prediction below its "
+                             "threshold becomes")
+        limits = np.array([thresholds.get(c, -np.inf) for c in classes])
+        names = np.where(top < limits[pred.index], negative, names)
+    return names, top

@@ -1,0 +1,197 @@
+"""Read the erran config (erran.toml or [tool.erran]), validate it, merge command-line options."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import ErranError
+
+CONFIG_FILE = "erran.toml"
+DEFAULT_BASELINE = Path(".erran") / "baseline.json"
+PATH_KEYS = ("model", "data", "predictions", "report", "baseline")
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    where: str | None = None
+    tag: str | None = None
+    cls: str | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    bucket: str
+    metric: str  # "recall", "precision", "fp_per_image", or "drop" for a max_drop-only requirement
+    threshold: float | None
+    max_drop: float | None = None
+    gate: str = "point"  # or "lower_bound": the floor applies to the Wilson lower bound
+
+    @property
+    def id(self) -> str:
+        if self.metric == "drop":
+            return f"drop[{self.bucket}]<={format_threshold(self.max_drop)}"
+        op = "<=" if self.metric == "fp_per_image" else ">="
+        return f"{self.metric}[{self.bucket}]{op}{format_threshold(self.threshold)}"
+
+
+def format_threshold(value: float) -> str:
+    """0.9 -> '0.90', 0.955 -> '0.955': two decimals unless that would round the value."""
+    short = f"{value:.2f}"
+    return short if float(short) == value else repr(float(value))
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path | None
+    rootdir: Path
+    model: Path | None = None
+    data: Path | None = None
+    predictions: Path | None = None
+    report: Path | None = None
+    baseline: Path | None = None
+    task: str = "classification"
+    classes: tuple[str, ...] | None = None
+    negative: str | None = None
+    split: str = "dev"
+    output: str | None = None
+    batch_size: int = 16
+    threads: int | None = None
+    confidence: float = 0.95
+    alpha: float = 0.05
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.5
+    nms_iou: float = 0.7
+    preprocess: dict = field(default_factory=dict)
+    class_thresholds: dict = field(default_factory=dict)
+    buckets: tuple[BucketSpec, ...] = ()
+    requirements: tuple[Requirement, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.model is not None or self.predictions is not None
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.baseline or self.rootdir / DEFAULT_BASELINE
+
+    @property
+    def source(self) -> str:
+        return str(self.config_path) if self.config_path else "the command line"
+
+
+def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
+    """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
+        table = _read_toml(explicit)
+        # An explicit pyproject.toml means its [tool.erran] table.
+        if explicit.name == "pyproject.toml":
+            table = table.get("tool", {}).get("erran", {})
+        return explicit, table
+    candidate = rootdir / CONFIG_FILE
+    if candidate.is_file():
+        return candidate, _read_toml(candidate)
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.is_file():
+        # Cheap pre-check: most projects have no [tool.erran] and must not pay for parsing.
+        if "tool.erran" in pyproject.read_text(encoding="utf-8", errors="replace"):
+            table = _read_toml(pyproject).get("tool", {}).get("erran")
+            if table is not None:
+                return pyproject, table
+    return None, {}
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ErranError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ErranError(f"{path}: cannot read the config: {e.strerror}") from None
+
+
+def load_schema(name: str) -> dict:
+    return json.loads(resources.files("pytest_erran").joinpath("schemas", name).read_text("utf-8"))
+
+
+def validate(table: dict, source: str) -> None:
+    """Check the raw table against the shipped JSON Schema; the first error names its key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema("config.schema.json"))
+    errors = sorted(validator.iter_errors(table), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        raise ErranError(f"{source}: {_describe(errors[0])}")
+
+
+def _describe(error) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        if known and unknown:
+            hint = difflib.get_close_matches(unknown[0], known, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f"; known keys: {', '.join(known)}"
+            place = f" in {where}" if where else ""
+            return f"unknown key '{unknown[0]}'{place}{suggestion}"
+    if error.validator == "anyOf" and where.startswith("require"):
+        return f"{where}: give one of recall, precision, max_fp_per_image or max_drop"
+    return f"key '{where or 'top level'}': {error.message}"
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrides: dict) -> Settings:
+    """Validated table + command-line overrides -> Settings. Paths in the file are relative to it;
+    paths given as options are already absolute (the plugin resolves them against the cwd)."""
+    source = str(config_path) if config_path else "the config"
+    validate(table, source)
+    base = config_path.parent if config_path else rootdir
+    values = {key: table[key] for key in table if key not in ("require", "buckets", "classes")}
+    for key in PATH_KEYS:
+        if key in values:
+            values[key] = (base / values[key]).resolve()
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = value
+    if "classes" in table:
+        values["classes"] = tuple(table["classes"])
+    values["buckets"] = tuple(
+        BucketSpec(name, spec.get("where"), spec.get("tag"), spec.get("class"))
+        for name, spec in sorted(table.get("buckets", {}).items())
+    )
+    values["requirements"] = _requirements(table.get("require", []), source)
+    return Settings(config_path=config_path, rootdir=rootdir, **values)
+
+
+def _requirements(entries: list[dict], source: str) -> tuple[Requirement, ...]:
+    found: dict[str, Requirement] = {}
+    for index, entry in enumerate(entries):
+        metrics = [m for m in ("recall", "precision", "max_fp_per_image") if m in entry]
+        if len(metrics) > 1:
+            raise ErranError(f"{source}: require[{index}] sets {' and '.join(metrics)}; give one per [[require]]")
+        metric = metrics[0] if metrics else None
+        requirement = Requirement(
+            bucket=entry["bucket"],
+            metric={"max_fp_per_image": "fp_per_image", None: "drop"}.get(metric, metric),
+            threshold=entry.get(metric) if metric else None,
+            max_drop=entry.get("max_drop"),
+            gate=entry.get("gate", "point"),
+        )
+        if requirement.id in found:
+            raise ErranError(f"{source}: require[{index}] repeats {requirement.id}; remove one")
+        found[requirement.id] = requirement
+    return tuple(sorted(found.values(), key=lambda r: r.id))

@@ -1,0 +1,115 @@
+"""Requirements -> verdicts: passed, failed, regressed, inconclusive or too_small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Requirement, format_threshold
+from .metrics import positives_needed, wilson
+from .results import BucketResult
+
+PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL = (
+    "passed", "failed", "regressed", "inconclusive", "too_small")
+
+
+@dataclass
+class Verdict:
+    requirement: Requirement
+    value: float | None  # the measured metric the floor was applied to
+    passed: bool
+    outcome: str
+    message: str
+    skipped: bool = False  # a max_drop-only requirement with no baseline to compare against
+    needed: int | None = None  # positives a too-small bucket would need
+
+    @property
+    def id(self) -> str:
+        return self.requirement.id
+
+    @property
+    def warning(self) -> bool:
+        return self.passed and self.outcome in (INCONCLUSIVE, TOO_SMALL)
+
+
+def judge(requirement: Requirement, result: BucketResult, alpha: float, confidence: float) -> Verdict:
+    """The floor (recall, precision, fp per image) and the baseline comparison (max_drop); a floor
+    failure leads, a real regression comes next, then warnings (inconclusive, too small)."""
+    floor = _floor(requirement, result, confidence)
+    if requirement.max_drop is None:
+        return floor
+    drop = _drop(requirement, result, alpha)
+    if drop is None:  # no baseline yet, or no shared units to compare
+        if floor is None:
+            return Verdict(requirement, None, True, PASSED, "no baseline to compare against yet; "
+                           "save one with --erran-save-baseline", skipped=True)
+        floor.message += "; max_drop not checked: no baseline to compare against"
+        return floor
+    if floor is None:
+        return drop
+    if not floor.passed or drop.outcome == PASSED:
+        floor.message += f"; {drop.message}"
+        return floor
+    drop.message = f"{floor.message}; {drop.message}"
+    drop.value = floor.value
+    return drop
+
+
+def _floor(requirement: Requirement, result: BucketResult, confidence: float) -> Verdict | None:
+    if requirement.metric == "drop":
+        return None
+    threshold = requirement.threshold
+    shown = format_threshold(threshold)
+    if requirement.metric == "fp_per_image":
+        value = result.fp_per_image or 0.0
+        ok = value <= threshold
+        text = f"false positives per image {value:.3f} {'<=' if ok else '>'} {shown}"
+        return Verdict(requirement, value, ok, PASSED if ok else FAILED, text)
+    if requirement.metric == "precision":
+        value, n = result.precision, result.true_positives + result.false_positives
+        hits = result.true_positives
+    else:
+        value, n, hits = result.recall, result.positives, result.hits
+    if value is None:
+        return Verdict(requirement, None, False, FAILED, f"no predictions of this class to measure "
+                       f"{requirement.metric} on")
+    low = wilson(hits, n, confidence)[0]
+    point = f"{requirement.metric} {value:.3f} ({hits}/{n})"
+    best_low = wilson(n, n, confidence)[0]
+    if best_low < threshold:  # even a perfect score could not show the floor is met
+        needed = positives_needed(threshold, confidence)
+        need = f"{needed} positives" if needed else "more positives than any finite bucket"
+        small = (f"too small to tell: with {n} positives even {n}/{n} leaves the "
+                 f"{confidence:.0%} lower bound at {best_low:.3f} < {shown}; it would need {need}")
+        if requirement.gate == "lower_bound":
+            return Verdict(requirement, low, False, TOO_SMALL, f"{point}: {small}", needed=needed)
+        if value < threshold:
+            return Verdict(requirement, value, False, FAILED, f"{point} < {shown}; {small}", needed=needed)
+        return Verdict(requirement, value, True, TOO_SMALL, f"{point} >= {shown}, but {small}",
+                       needed=needed)
+    if requirement.gate == "lower_bound":
+        ok = low >= threshold
+        return Verdict(requirement, low, ok, PASSED if ok else FAILED,
+                       f"{point}: {confidence:.0%} lower bound {low:.3f} {'>=' if ok else '<'} {shown}")
+    ok = value >= threshold
+    return Verdict(requirement, value, ok, PASSED if ok else FAILED,
+                   f"{point} {'>=' if ok else '<'} {shown}")
+
+
+def _drop(requirement: Requirement, result: BucketResult, alpha: float) -> Verdict | None:
+    comparison = result.comparison
+    if comparison is None or comparison.delta is None:
+        return None
+    drop = -comparison.delta
+    flips = (f"{len(comparison.newly_missed)} newly missed, {len(comparison.newly_caught)} newly caught, "
+             f"p = {comparison.regression_p:.3g}")
+    change = (f"recall {comparison.baseline_recall:.3f} -> {comparison.baseline_recall + comparison.delta:.3f} "
+              f"on {comparison.shared} shared units ({flips})")
+    limit = format_threshold(requirement.max_drop)
+    if drop <= requirement.max_drop + 1e-12:
+        return Verdict(requirement, drop, True, PASSED, f"{change}: drop within {limit}")
+    if comparison.regression_p < alpha:
+        return Verdict(requirement, drop, False, REGRESSED,
+                       f"regressed: {change}: drop {drop:.3f} > {limit} and p < alpha {alpha:g}")
+    return Verdict(requirement, drop, True, INCONCLUSIVE,
+                   f"inconclusive: {change}: drop {drop:.3f} > {limit} but p >= alpha {alpha:g}, "
+                   "so it may be noise")

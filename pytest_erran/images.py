@@ -1,0 +1,79 @@
+"""Decode images into preallocated uint8 batch buffers and turn a batch into model input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import ErranError
+
+LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes one row of the model's input."""
+
+    width: int
+    height: int
+    channels: int  # 1 (grayscale) or 3 (RGB)
+    layout: str  # "NCHW" or "NHWC"
+    dtype: str  # "float32", "float16" or "uint8"
+    resize: str = "stretch"  # or "letterbox"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def key(self) -> str:
+        """Identifies the preprocessing in the prediction cache key."""
+        return repr(self)
+
+    def buffer(self, batch_size: int) -> np.ndarray:
+        return np.empty((batch_size, self.height, self.width, self.channels), np.uint8)
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 NHWC pixels -> the model's input array, normalised in one pass."""
+        if self.dtype == "uint8":
+            x = pixels
+        else:
+            gain = np.float32(self.scale) / np.asarray(self.std, np.float32)
+            offset = -np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+            x = pixels * gain  # float32 result: gain is float32
+            x += offset
+            if self.dtype == "float16":
+                x = x.astype(np.float16)
+        if self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x)
+
+
+def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
+    """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
+    (width, height). Any unreadable image is an error naming it: never skipped silently."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if prep.channels == 1 else "RGB")
+            size = image.size
+            target = (prep.width, prep.height)
+            if prep.resize == "letterbox":
+                _letterbox(image, out, target)
+            else:
+                if size != target:
+                    image = image.resize(target, Image.BILINEAR)
+                out[...] = np.asarray(image).reshape(out.shape)
+            return size
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ErranError(f"{source}: cannot read image {path}: {e}; fix or replace the file, "
+                         "or remove its row") from None
+
+
+def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> None:
+    from .detection_outputs import letterbox_geometry
+
+    _, new_w, new_h, left, top = letterbox_geometry(image.size, target)
+    out[...] = LETTERBOX_FILL
+    if image.size != (new_w, new_h):
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+    out[top:top + new_h, left:left + new_w] = np.asarray(image).reshape(new_h, new_w, out.shape[2])

@@ -1,0 +1,135 @@
+"""pytest glue: options, the session state in config.stash, requirement items, fixtures, summary.
+
+Everything that evaluates lives in plain modules below; this file only wires them to pytest.
+It imports nothing heavy: an installed but inactive plugin must cost next to nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from .state import ErranState
+
+STATE = pytest.StashKey[ErranState]()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("erran", "pytest-erran: per-bucket recall gates for vision models")
+    group.addoption("--erran-model", metavar="PATH", default=None,
+                    help="ONNX model to evaluate (default: `model` in the erran config).")
+    group.addoption("--erran-data", metavar="PATH", default=None,
+                    help="dev set: manifest (.csv/.jsonl/.parquet), ImageFolder or COCO JSON "
+                         "(default: `data` in the config).")
+    group.addoption("--erran-config", metavar="PATH", default=None,
+                    help="config file (default: erran.toml in the rootdir, else [tool.erran] in "
+                         "pyproject.toml).")
+    group.addoption("--erran-report", metavar="PATH", default=None,
+                    help="write the JSON report here (default: `report` in the config, else none).")
+    group.addoption("--erran-predictions", metavar="PATH", default=None,
+                    help="evaluate a predictions file instead of running a model "
+                         "(default: `predictions` in the config).")
+    group.addoption("--erran-baseline", metavar="PATH", default=None,
+                    help="baseline to compare against and save to "
+                         "(default: `baseline` in the config, else .erran/baseline.json in the rootdir).")
+    group.addoption("--erran-save-baseline", action="store_true", default=False,
+                    help="save this run's results as the baseline (default: off).")
+    group.addoption("--erran-batch-size", metavar="N", type=_positive_int, default=None,
+                    help="images per inference batch (default: `batch_size` in the config, else 16).")
+    group.addoption("--erran-threads", metavar="N", type=_positive_int, default=None,
+                    help="image decoding threads (default: `threads` in the config, else one per core).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "erran: a pytest-erran requirement on a bucket")
+    state = ErranState.from_pytest(config)
+    if state is None:
+        return
+    config.stash[STATE] = state
+    config.pluginmanager.register(ActivePlugin(state), "erran-active")
+
+
+class ActivePlugin:
+    """Hooks that only exist when a model or predictions are configured."""
+
+    def __init__(self, state: ErranState):
+        self.state = state
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        return self.state.header()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Runs before xdist starts its workers (its hook is trylast), so the model runs once
+        # here and the workers find its predictions in the cache.
+        if not session.config.option.collectonly:
+            self.state.evaluate()
+
+    def pytest_collect_file(self, file_path, parent):
+        if file_path == self.state.gate_path:
+            from .items import GateFile
+
+            return GateFile.from_parent(parent, path=file_path, state=self.state)
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, items: list) -> None:
+        # The requirements run whatever paths pytest was given: a gate that silently does not
+        # run is the worst failure this tool can have. tryfirst: -k and --lf then filter them.
+        from .items import GateFile, RequirementItem
+
+        if not any(isinstance(item, RequirementItem) for item in items):
+            gate = GateFile.from_parent(session, path=self.state.gate_path, state=self.state)
+            items.extend(session.genitems(gate))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.state.is_worker or self.state.evaluation is None:
+            return
+        problem = self.state.write_outputs()
+        if problem:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.state.is_worker:
+            return
+        lines = self.state.summary_lines()
+        if not lines:
+            return
+        terminalreporter.write_sep("=", "erran")
+        for text, markup in lines:
+            terminalreporter.write_line(text, **markup)
+
+
+def _state(request: pytest.FixtureRequest) -> ErranState:
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        pytest.skip("pytest-erran is inactive: give --erran-model (or `model` in erran.toml)")
+    return state
+
+
+@pytest.fixture(scope="session")
+def erran_results(request: pytest.FixtureRequest):
+    """The evaluation: `erran_results.bucket("scratch").recall`, `.positives`, `.hits`, `.missed`."""
+    return _state(request).require_evaluation()
+
+
+@pytest.fixture(scope="session")
+def erran_dataset(request: pytest.FixtureRequest):
+    """The dev set: `.images` (one row per image) and `.units` (one row per unit) tables."""
+    return _state(request).require_evaluation().dataset
+
+
+@pytest.fixture(scope="session")
+def erran_model(request: pytest.FixtureRequest):
+    """The ONNX model (`.session` is the onnxruntime session), or a skip with a predictions file."""
+    return _state(request).model()

@@ -1,0 +1,58 @@
+"""Predictions made elsewhere: a table with one row per evaluated image (classification)."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ErranError
+from .tables import read_table
+
+
+def normalise(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all_images: set[str]
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted label and score (None without a score column) per evaluated image, in order.
+
+    Rows are matched on `id` when the file has one, else on `image` as the manifest writes it.
+    Rows for images of other splits are allowed; unknown images and duplicates are errors.
+    """
+    table, sources = read_table(path, ("id", "image", "label"))
+    key = "id" if "id" in table.columns else "image"
+    if key not in table.columns or "label" not in table.columns:
+        raise ErranError(f"{path}: a predictions file needs an `image` (or `id`) column and a `label` "
+                         f"column; it has {', '.join(map(str, table.columns))}")
+    wanted = images["id"] if key == "id" else images["image"].map(normalise)
+    known = all_ids if key == "id" else {normalise(p) for p in all_images}
+    keys = table[key] if key == "id" else table[key].map(normalise)
+    row_of: dict[str, int] = {}
+    for row, (value, source) in enumerate(zip(keys, sources)):
+        if value in row_of:
+            raise ErranError(f"{source}: a second prediction for {key} '{value}' (first at "
+                             f"{sources[row_of[value]]}); give exactly one per image")
+        if value not in known:
+            raise ErranError(f"{source}: {key} '{value}' is not in the dev set; check the paths are "
+                             "written as in the manifest")
+        row_of[value] = row
+    missing = [v for v in wanted if v not in row_of]
+    if missing:
+        raise ErranError(f"{path}: no prediction for {len(missing)} evaluated image(s), e.g. "
+                         f"{', '.join(repr(m) for m in missing[:3])}; every dev image needs one")
+    order = np.fromiter((row_of[v] for v in wanted), np.int64, len(wanted))
+    labels = table["label"].to_numpy(object)[order]
+    blank = np.flatnonzero(labels == "")
+    if len(blank):
+        raise ErranError(f"{sources[order[blank[0]]]}: empty `label`; every prediction needs one")
+    scores = None
+    if "score" in table.columns:
+        scores = pd.to_numeric(table["score"], errors="coerce").to_numpy(float)[order]
+        bad = np.flatnonzero(np.isnan(scores))
+        if len(bad):
+            raise ErranError(f"{sources[order[bad[0]]]}: `score` must be a number")
+    return labels, scores

@@ -1,0 +1,69 @@
+"""The JSON report: every bucket and requirement, validated against schemas/report.schema.json."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+REPORT_VERSION = 1
+
+
+def report_document(evaluation) -> dict:
+    from .. import __version__
+
+    document = {
+        "erran_report": REPORT_VERSION,
+        "erran_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": evaluation.task,
+        "model": evaluation.model,
+        "data": evaluation.data,
+        "buckets": [_bucket(result) for result in evaluation.buckets.values()],
+        "requirements": [_requirement(verdict) for verdict in evaluation.verdicts],
+    }
+    if evaluation.baseline is not None:
+        document["baseline"] = {
+            "path": str(evaluation.baseline.path),
+            "model": evaluation.baseline.document["model"],
+            "created": evaluation.baseline.document["created"],
+            **evaluation.drift,
+        }
+    return document
+
+
+def _bucket(result) -> dict:
+    entry = {
+        "name": result.name,
+        "positives": result.positives,
+        "hits": result.hits,
+        "recall": result.recall,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "missed": result.missed,
+    }
+    if result.true_positives is not None:
+        entry.update(true_positives=result.true_positives, false_positives=result.false_positives,
+                     precision=result.precision, fp_per_image=result.fp_per_image)
+    comparison = result.comparison
+    if comparison is not None:
+        entry.update(baseline_recall=comparison.baseline_recall, delta=comparison.delta,
+                     newly_missed=comparison.newly_missed, newly_caught=comparison.newly_caught,
+                     regression_p=comparison.regression_p, shared=comparison.shared,
+                     added=comparison.added)
+    return entry
+
+
+def _requirement(verdict) -> dict:
+    requirement = verdict.requirement
+    return {
+        "id": verdict.id,
+        "bucket": requirement.bucket,
+        "metric": requirement.metric,
+        "threshold": requirement.max_drop if requirement.metric == "drop" else requirement.threshold,
+        "max_drop": requirement.max_drop,
+        "gate": requirement.gate,
+        "value": verdict.value,
+        "passed": verdict.passed,
+        "outcome": verdict.outcome,
+        "message": verdict.message,
+        **({"positives_needed": verdict.needed} if verdict.needed else {}),
+    }

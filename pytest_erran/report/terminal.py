@@ -1,0 +1,191 @@
+"""The terminal summary as (text, markup) lines: failing buckets first, then what to do next."""
+
+from __future__ import annotations
+
+from ..config import format_threshold
+from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, TOO_SMALL
+
+SHOWN_MISSES = 5
+STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",
+               INCONCLUSIVE: "inconclusive", PASSED: "passed"}
+MARKUP = {FAILED: {"red": True, "bold": True}, REGRESSED: {"red": True, "bold": True},
+          TOO_SMALL: {"yellow": True}, INCONCLUSIVE: {"yellow": True}, PASSED: {"green": True}}
+
+
+def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tuple[str, dict]]:
+    lines = [(_header(evaluation), {})]
+    if evaluation.baseline is not None:
+        drift = evaluation.drift
+        lines.append((f"baseline {evaluation.baseline.path} (model {_short(evaluation.baseline.document)}"
+                      f", {evaluation.baseline.document['created']}): {drift['shared']} shared, "
+                      f"{drift['added']} added, {drift['removed']} removed positives", {}))
+    rows = _ranked_rows(evaluation)
+    lines.append(("", {}))
+    lines.extend(_table(rows, evaluation))
+    lines.extend(_misses(rows))
+    lines.append(("", {}))
+    lines.append(_next_step(evaluation, rows, saved_baseline, report_path))
+    return lines
+
+
+def _header(evaluation) -> str:
+    timing = evaluation.timing
+    text = (f"model {evaluation.model['path']}  data {evaluation.dataset.path}  "
+            f"{len(evaluation.units)} units in {timing['images']} images")
+    if timing.get("predicted"):
+        rate = timing["predicted"] / max(timing["predict_s"], 1e-9)
+        text += f", predicted in {timing['predict_s']:.1f} s ({rate:.0f} img/s)"
+    elif evaluation.settings.predictions is None:
+        text += ", predictions from cache"
+    return text
+
+
+def _short(document: dict) -> str:
+    return document["model"]["sha256"][:8]
+
+
+class Row:
+    def __init__(self, result, verdicts):
+        self.result = result
+        self.verdicts = verdicts
+        order = [FAILED, REGRESSED, TOO_SMALL, INCONCLUSIVE, PASSED]
+        failing = [v for v in verdicts if not v.passed]
+        warnings = [v for v in verdicts if v.warning]
+        self.status = None
+        if failing:
+            self.status = min((v.outcome for v in failing), key=order.index)
+        elif warnings:
+            self.status = min((v.outcome for v in warnings), key=order.index)
+        elif verdicts:
+            self.status = PASSED
+
+    @property
+    def failing(self) -> bool:
+        return any(not v.passed for v in self.verdicts)
+
+    @property
+    def newly_missed(self) -> int:
+        return len(self.result.comparison.newly_missed) if self.result.comparison else 0
+
+    @property
+    def shortfall(self) -> float:
+        gaps = [v.requirement.threshold - v.value for v in self.verdicts
+                if not v.passed and v.value is not None and v.requirement.threshold is not None
+                and v.requirement.metric != "fp_per_image"]
+        return max(gaps, default=0.0)
+
+    def rank(self) -> tuple:
+        if self.failing:
+            return (0, -self.newly_missed, -self.shortfall)
+        if self.status in (INCONCLUSIVE, TOO_SMALL):
+            return (1, -self.newly_missed, 0.0)
+        return (2 if self.status else 3, 0, 0.0)
+
+
+def _ranked_rows(evaluation) -> list[Row]:
+    by_bucket: dict[str, list] = {}
+    for verdict in evaluation.verdicts:
+        by_bucket.setdefault(verdict.requirement.bucket, []).append(verdict)
+    rows = [Row(result, by_bucket.get(name, [])) for name, result in evaluation.buckets.items()]
+    return sorted(rows, key=Row.rank)  # stable: ties keep the bucket order
+
+
+def _required(verdicts) -> str:
+    parts = []
+    for v in verdicts:
+        r = v.requirement
+        if r.metric == "recall":
+            parts.append(f">={format_threshold(r.threshold)}" + (" (lb)" if r.gate == "lower_bound" else ""))
+        elif r.metric == "precision":
+            parts.append(f"prec>={format_threshold(r.threshold)}")
+        elif r.metric == "fp_per_image":
+            parts.append(f"fp/img<={format_threshold(r.threshold)}")
+        if r.max_drop is not None:
+            parts.append(f"drop<={format_threshold(r.max_drop)}")
+    return " ".join(parts) or "-"
+
+
+def _number(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
+    compare = evaluation.baseline is not None
+    precision = any(r.result.true_positives is not None for r in rows) and evaluation.task == "detection"
+    head = ["bucket", "positives", "recall", "95% interval"]
+    if compare:
+        head += ["baseline", "delta", "-missed/+caught", "p"]
+    if precision:
+        head += ["precision", "fp/image"]
+    head += ["required", "status"]
+    body = []
+    for row in rows:
+        r = row.result
+        cells = [r.name, str(r.positives), _number(r.recall),
+                 f"{r.ci_low:.3f}-{r.ci_high:.3f}" if r.positives else "-"]
+        if compare:
+            c = r.comparison
+            cells += [_number(c.baseline_recall), _signed(c.delta),
+                      f"-{len(c.newly_missed)}/+{len(c.newly_caught)}", f"{c.regression_p:.3g}"]
+        if precision:
+            cells += [_number(r.precision), _number(r.fp_per_image)]
+        cells += [_required(row.verdicts), STATUS_TEXT.get(row.status, "")]
+        body.append((cells, MARKUP.get(row.status, {})))
+    widths = [max(len(head[i]), *(len(cells[i]) for cells, _ in body)) for i in range(len(head))]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < len(cells) - 2 else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [(fmt(head), {"bold": True})] + [(fmt(cells), markup) for cells, markup in body]
+
+
+def _signed(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
+    lines = []
+    for row in rows:
+        if not row.failing and row.status not in (INCONCLUSIVE,):
+            continue
+        r = row.result
+        lines.append(("", {}))
+        for verdict in row.verdicts:
+            if not verdict.passed or verdict.warning:
+                lines.append((f"{verdict.id}: {verdict.message}", MARKUP.get(verdict.outcome, {})))
+        comparison = r.comparison
+        if comparison is not None and comparison.newly_missed:
+            lines.append((_listing(f"newly missed in {r.name}", _paths_of(r, comparison.newly_missed)), {}))
+        if r.missed:
+            lines.append((_listing(f"missed in {r.name}", r.missed_paths), {}))
+    return lines
+
+
+def _paths_of(result, ids: list[str]) -> list[str]:
+    path_of = dict(zip(result.missed, result.missed_paths))
+    return [path_of.get(unit, unit) for unit in ids]
+
+
+def _listing(title: str, items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN_MISSES])
+    more = f" ... ({len(items)} in all)" if len(items) > SHOWN_MISSES else ""
+    return f"  {title}: {shown}{more}"
+
+
+def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict]:
+    failing = [r for r in rows if r.failing]
+    if saved_baseline is not None:
+        return (f"baseline saved to {saved_baseline}; commit it so the next run compares against it", {})
+    if evaluation.baseline is not None:
+        if failing:
+            return ("look at the missed images above; if the change is intended, accept these results "
+                    "as the new baseline with --erran-save-baseline", {"bold": True})
+        return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
+    hint = (f"no baseline at {evaluation.settings.baseline_path}: save this run as one with "
+            "--erran-save-baseline, so later runs can catch regressions")
+    if failing:
+        where = f" (all of them are in {report_path})" if report_path else \
+            "; --erran-report PATH writes all of them as JSON"
+        hint = f"look at the missed images above{where}. {hint[0].upper()}{hint[1:]}"
+    return (hint, {})

@@ -1,0 +1,171 @@
+"""Run an ONNX model over images: decode in threads while onnxruntime works on the previous batch."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import ErranError
+from .images import Preprocess, decode_into
+
+ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
+
+
+@dataclass
+class Batch:
+    start: int
+    stop: int
+    outputs: list  # the session's outputs, in model output order
+    image_sizes: np.ndarray  # [stop - start, 2] each image's own (width, height)
+
+
+class OnnxModel:
+    def __init__(self, path: Path, intra_op_threads: int = 1):
+        if not path.is_file():
+            raise ErranError(f"{path}: the model file does not exist; check --erran-model or `model`")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Decoding needs the cores more than a small model does; spinning threads would steal them.
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own pybind types for bad files
+            raise ErranError(f"{path}: not a loadable ONNX model: {e}") from None
+        self.path = path
+        self.input = self.session.get_inputs()[0]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def metadata_classes(self) -> tuple[str, ...] | None:
+        raw = self.metadata.get("classes")
+        if raw is None:
+            return None
+        try:
+            classes = json.loads(raw)
+        except json.JSONDecodeError:
+            classes = None
+        if not isinstance(classes, list) or not all(isinstance(c, (str, int)) for c in classes):
+            raise ErranError(f"{self.path}: metadata `classes` must be a JSON list of names, got {raw!r}")
+        return tuple(str(c) for c in classes)
+
+    def output_index(self, name: str | None) -> int:
+        if name is None:
+            return 0
+        if name not in self.output_names:
+            raise ErranError(f"output = '{name}': the model has no such output; its outputs are "
+                             f"{self.output_names}")
+        return self.output_names.index(name)
+
+    def preprocess(self, config: dict) -> Preprocess:
+        """Read layout, size and dtype from the model's input; mean/std/size from the config."""
+        shape = list(self.input.shape)
+        where = f"{self.path}: input '{self.input.name}' {shape}"
+        if len(shape) != 4:
+            raise ErranError(f"{where}: expected a 4-D image input [N, C, H, W] or [N, H, W, C]")
+        dtype = ONNX_TYPES.get(self.input.type)
+        if dtype is None:
+            raise ErranError(f"{where}: input type {self.input.type} is not supported "
+                             "(float32, float16 or uint8)")
+        nhwc = shape[3] in (1, 3) and shape[1] not in (1, 3)
+        channels, height, width = (shape[3], shape[1], shape[2]) if nhwc else (shape[1], shape[2], shape[3])
+        if channels not in (1, 3):
+            raise ErranError(f"{where}: cannot tell the channel axis; the model must take 1 or 3 channels")
+        if "size" in config:
+            height, width = config["size"]
+        elif not (isinstance(height, int) and isinstance(width, int)):
+            raise ErranError(f"{where}: the input size is dynamic; set [preprocess] size = [H, W]")
+        mean = tuple(config.get("mean", (0.0,)))
+        std = tuple(config.get("std", (1.0,)))
+        for key, values in (("mean", mean), ("std", std)):
+            if len(values) not in (1, channels):
+                raise ErranError(f"[preprocess] {key} has {len(values)} values; the model takes "
+                                 f"{channels} channel(s)")
+        return Preprocess(width=width, height=height, channels=channels,
+                          layout="NHWC" if nhwc else "NCHW", dtype=dtype,
+                          resize=config.get("resize", "stretch"), scale=config.get("scale", 1 / 255),
+                          mean=mean, std=std)
+
+    def fixed_batch(self) -> int | None:
+        batch = self.input.shape[0]
+        return batch if isinstance(batch, int) and batch > 0 else None
+
+    def run(self, x: np.ndarray) -> list:
+        fixed = self.fixed_batch()
+        if fixed is None or fixed == len(x):
+            return self.session.run(None, {self.input.name: x})
+        if fixed == 1:
+            results = [self.session.run(None, {self.input.name: x[i:i + 1]}) for i in range(len(x))]
+            return [_concat([r[k] for r in results]) for k in range(len(self.output_names))]
+        pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)  # a fixed batch needs a full one
+        outputs = self.session.run(None, {self.input.name: np.concatenate([x, pad])})
+        return [o[:len(x)] for o in outputs]
+
+
+def _concat(parts: list):
+    return parts[0].__class__(sum(parts, [])) if isinstance(parts[0], list) else np.concatenate(parts)
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
+                batch_size: int, threads: int) -> Iterator[Batch]:
+    """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
+    the number of images; decode threads fill the next batches while the model runs."""
+    fixed = model.fixed_batch()
+    if fixed is not None and fixed > 1:
+        batch_size = fixed
+    count = len(paths)
+    buffers = [prep.buffer(batch_size) for _ in range(SLOTS)]
+    sizes = [np.zeros((batch_size, 2), np.int64) for _ in range(SLOTS)]
+    starts = range(0, count, batch_size)
+
+    def decode(i: int, slot: int, row: int) -> None:
+        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
+        pending: deque = deque()
+
+        def submit(number: int) -> None:
+            start = starts[number]
+            stop = min(start + batch_size, count)
+            slot = number % SLOTS
+            futures = [pool.submit(decode, i, slot, i - start) for i in range(start, stop)]
+            pending.append((start, stop, slot, futures))
+
+        ahead = min(SLOTS - 1, len(starts))
+        for number in range(ahead):
+            submit(number)
+        next_number = ahead
+        try:
+            while pending:
+                start, stop, slot, futures = pending.popleft()
+                for future in futures:
+                    future.result()
+                # The slot is refilled only after this batch's model.run returns: SLOTS > batches ahead.
+                x = prep.to_input(buffers[slot][: stop - start])
+                image_sizes = sizes[slot][: stop - start].copy()
+                if next_number < len(starts):
+                    submit(next_number)
+                    next_number += 1
+                yield Batch(start, stop, model.run(x), image_sizes)
+        finally:
+            for _, _, _, futures in pending:
+                for future in futures:
+                    future.cancel()

@@ -1,0 +1,115 @@
+"""The plugin's session state: settings from pytest options, the evaluation, the files it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .config import build_settings, find_config
+from .errors import ErranError
+
+OPTION_PATHS = {"model": "erran_model", "data": "erran_data", "predictions": "erran_predictions",
+                "report": "erran_report", "baseline": "erran_baseline"}
+
+
+class ErranState:
+    def __init__(self, config: pytest.Config, settings):
+        self.config = config
+        self.settings = settings
+        self.evaluation = None
+        self.saved_baseline: Path | None = None
+        self.report_path: Path | None = None
+        self.problems: list[str] = []
+
+    @classmethod
+    def from_pytest(cls, config: pytest.Config) -> "ErranState | None":
+        """The state when the plugin is active (a model or predictions are given), else None."""
+        option = config.option
+        overrides = {key: _resolve(config, getattr(option, name)) for key, name in OPTION_PATHS.items()}
+        overrides["batch_size"] = option.erran_batch_size
+        overrides["threads"] = option.erran_threads
+        try:
+            config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
+            if not (overrides["model"] or overrides["predictions"] or "model" in table
+                    or "predictions" in table):
+                return None  # inactive: nothing heavy imported, no items
+            settings = build_settings(config.rootpath, config_path, table, overrides)
+        except ErranError as e:
+            raise pytest.UsageError(f"erran: {e}") from None
+        return cls(config, settings)
+
+    @property
+    def gate_path(self) -> Path:
+        """The file the requirement items belong to: the config, else a name in the rootdir."""
+        return self.settings.config_path or self.config.rootpath / "erran"
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def header(self) -> str:
+        s = self.settings
+        source = f"predictions {s.predictions}" if s.predictions else f"model {s.model}"
+        return (f"erran: {source}, data {s.data}, {len(s.requirements)} requirement(s) "
+                f"from {s.source}")
+
+    def evaluate(self) -> None:
+        from .evaluate import evaluate
+
+        cache = getattr(self.config, "cache", None)
+        cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
+        try:
+            self.evaluation = evaluate(self.settings, cache_dir)
+        except ErranError as e:
+            raise pytest.UsageError(f"erran: {e}") from None
+
+    def require_evaluation(self):
+        if self.evaluation is None:
+            self.evaluate()
+        return self.evaluation
+
+    def verdict(self, requirement_id: str):
+        for verdict in self.require_evaluation().verdicts:
+            if verdict.id == requirement_id:
+                return verdict
+        raise LookupError(requirement_id)  # items come from the same settings: cannot happen
+
+    def model(self):
+        if self.settings.model is None:
+            pytest.skip("pytest-erran evaluates a predictions file: there is no model")
+        from .runner import OnnxModel
+
+        return OnnxModel(self.settings.model)
+
+    def write_outputs(self) -> str | None:
+        """The JSON report and, with --erran-save-baseline, the baseline. Returns a problem."""
+        from .baseline import save_evaluation
+        from .files import write_json
+        from .report.json_report import report_document
+
+        report = self.settings.report
+        try:
+            if report is not None:
+                write_json(report, report_document(self.evaluation))
+                self.report_path = report
+            if self.config.option.erran_save_baseline:
+                path = self.settings.baseline_path
+                save_evaluation(path, self.evaluation)
+                self.saved_baseline = path
+        except OSError as e:
+            self.problems.append(f"erran: cannot write {e.filename}: {e.strerror}")
+            return self.problems[-1]
+        return None
+
+    def summary_lines(self) -> list[tuple[str, dict]]:
+        if self.evaluation is None:
+            return []
+        from .report.terminal import summary_lines
+
+        lines = summary_lines(self.evaluation, self.saved_baseline, self.report_path)
+        return [(p, {"red": True, "bold": True}) for p in self.problems] + lines
+
+
+def _resolve(config: pytest.Config, value: str | None) -> Path | None:
+    return None if value is None else (config.invocation_params.dir / value).resolve()

@@ -1,0 +1,99 @@
+"""Read CSV, JSONL and Parquet tables with a location for every row, for error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ErranError
+
+
+def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
+    """The table and, per row, where it came from ("dev.csv line 7").
+
+    `text_columns` are read as strings whatever they look like (labels "1" and "01" differ);
+    other columns become numbers where every non-empty value is one, so `where` can compare them.
+    """
+    if not path.is_file():
+        raise ErranError(f"{path}: no such file; check the path in the config or option")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = _read_csv(path)
+        locations = [f"{path.name} line {i + 2}" for i in range(len(frame))]
+    elif suffix in (".jsonl", ".ndjson"):
+        frame, lines = _read_jsonl(path)
+        locations = [f"{path.name} line {n}" for n in lines]
+    elif suffix in (".parquet", ".pq"):
+        frame = _read_parquet(path)
+        locations = [f"{path.name} row {i + 1}" for i in range(len(frame))]
+    else:
+        raise ErranError(f"{path}: unknown table format '{suffix}'; use .csv, .jsonl or .parquet")
+    frame = frame.reset_index(drop=True)
+    for column in frame.columns:
+        if column in text_columns:
+            frame[column] = _as_text(frame[column])
+        elif frame[column].dtype == object:
+            frame[column] = _maybe_numeric(frame[column])
+    return frame, locations
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ErranError(f"{path}: the file is empty; it needs a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ErranError(f"{path}: not a readable CSV: {e}") from None
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    records, lines = [], []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ErranError(f"{path} line {number}: not valid JSON: {e.msg}") from None
+            if not isinstance(record, dict):
+                raise ErranError(f"{path} line {number}: each line must be a JSON object")
+            records.append(record)
+            lines.append(number)
+    return pd.DataFrame.from_records(records), lines
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        import pyarrow  # noqa: F401  (pandas' own message does not say how to install it)
+    except ImportError:
+        raise ErranError(
+            f"{path}: reading Parquet needs pyarrow: pip install 'pytest-erran[parquet]'"
+        ) from None
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise ErranError(f"{path}: not a readable Parquet file: {e}") from None
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    def text(value) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))  # JSON 1 and Parquet 1.0 both mean class "1"
+        return str(value)
+
+    return column.map(text).astype(object)
+
+
+def _maybe_numeric(column: pd.Series) -> pd.Series:
+    blank = column.map(lambda v: v is None or v == "")
+    if blank.all():
+        return column
+    converted = pd.to_numeric(column.where(~blank), errors="coerce")
+    if converted[~blank].isna().any():
+        return column
+    return converted
