@@ -34,7 +34,7 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
     for column in frame.columns:
         if column in text_columns:
             frame[column] = _as_text(frame[column])
-        elif frame[column].dtype == object:
+        elif not pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
             frame[column] = _maybe_numeric(frame[column])
     return frame, locations
 
@@ -90,7 +90,9 @@ def _as_text(column: pd.Series) -> pd.Series:
 
 
 def _maybe_numeric(column: pd.Series) -> pd.Series:
-    blank = column.map(lambda v: v is None or v == "")
+    if not all(v is None or isinstance(v, (str, float, int)) for v in column):
+        return column  # lists or dicts (JSONL) stay as they are
+    blank = column.map(lambda v: v is None or v == "" or (isinstance(v, float) and v != v))
     if blank.all():
         return column
     converted = pd.to_numeric(column.where(~blank), errors="coerce")

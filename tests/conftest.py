@@ -1,1 +1,65 @@
+import json
+import textwrap
+
+# Imported once, up front: pytester restores sys.modules after every in-process run, and
+# importing these C extensions a second time crashes the interpreter (nanobind, pybind).
+import jsonschema  # noqa: F401
+import onnx  # noqa: F401
+import onnxruntime  # noqa: F401
+import pandas  # noqa: F401
+import pytest
+
+from builders import CLASSES, channel_mean_model, write_manifest
+
 pytest_plugins = ["pytester"]
+
+BASE_CONFIG = """
+model = "model.onnx"
+data = "dev.csv"
+classes = ["ok", "scratch", "dent"]
+negative = "ok"
+"""
+
+
+class Project:
+    """A user's project in a pytester folder: a model, a dev set and an erran.toml."""
+
+    def __init__(self, pytester):
+        self.pytester = pytester
+        self.path = pytester.path
+
+    def model(self, name="model.onnx", **kwargs):
+        return channel_mean_model(self.path / name, **kwargs)
+
+    def data(self, rows, name="dev.csv"):
+        return write_manifest(self.path, rows, name)
+
+    def config(self, extra="", base=BASE_CONFIG):
+        (self.path / "erran.toml").write_text(textwrap.dedent(base) + textwrap.dedent(extra))
+
+    def run(self, *args):
+        return self.pytester.runpytest("-p", "no:randomly", *args)
+
+    def report(self, *args, name="report.json"):
+        result = self.run(f"--erran-report={name}", *args)
+        return result, json.loads((self.path / name).read_text())
+
+
+@pytest.fixture
+def project(pytester):
+    return Project(pytester)
+
+
+def rows_with_misses(n=30, missed=(1, 4, 5, 10, 17)):
+    """n images cycling through the classes; rows in `missed` look like "ok" (a miss when defective)."""
+    rows = []
+    for i in range(n):
+        label = CLASSES[i % 3]
+        rows.append({
+            "id": f"u{i:03d}", "label": label,
+            "looks_like": "ok" if i in missed else label,
+            "lighting": "low" if i % 2 else "normal",
+            "tags": "severe;edge" if i % 4 == 0 else ("severe" if i % 4 == 1 else ""),
+            "camera": i % 3,
+        })
+    return rows

@@ -1,0 +1,199 @@
+"""The classification gate through real pytest runs: items, exit codes, recall per bucket."""
+
+import json
+
+import jsonschema
+import pytest
+
+from conftest import rows_with_misses
+from pytest_erran.config import load_schema
+from pytest_erran.metrics import wilson
+
+REQUIRE = """
+[buckets.low_light]
+where = "lighting == 'low'"
+[buckets.severe]
+tag = "severe"
+[buckets.cam_two]
+where = "camera == 2"
+[[require]]
+bucket = "scratch"
+recall = 0.5
+[[require]]
+bucket = "dent"
+recall = 0.99
+"""
+
+
+def hand_count(rows, member):
+    """Recall counted by hand from the rows, independently of the plugin."""
+    positives = [r for r in rows if r["label"] != "ok" and member(r)]
+    hits = [r for r in positives if r["looks_like"] == r["label"]]
+    return len(positives), len(hits), sorted(r["id"] for r in positives if r not in hits)
+
+
+@pytest.fixture
+def gated(project):
+    rows = rows_with_misses()
+    project.model()
+    project.data(rows)
+    project.config(REQUIRE)
+    return project, rows
+
+
+def test_recall_per_bucket_matches_a_hand_count(gated):
+    project, rows = gated
+    result, report = project.report()
+    jsonschema.validate(report, load_schema("report.schema.json"))
+    buckets = {b["name"]: b for b in report["buckets"]}
+    members = {
+        "all": lambda r: True,
+        "scratch": lambda r: r["label"] == "scratch",
+        "dent": lambda r: r["label"] == "dent",
+        "low_light": lambda r: r["lighting"] == "low",
+        "severe": lambda r: "severe" in r["tags"].split(";"),
+        "cam_two": lambda r: r["camera"] == 2,
+    }
+    assert set(buckets) == set(members)
+    for name, member in members.items():
+        positives, hits, missed = hand_count(rows, member)
+        entry = buckets[name]
+        assert (entry["positives"], entry["hits"]) == (positives, hits), name
+        assert entry["recall"] == pytest.approx(hits / positives)
+        assert sorted(entry["missed"]) == missed
+        assert (entry["ci_low"], entry["ci_high"]) == pytest.approx(wilson(hits, positives))
+    assert report["data"]["units"] == len(rows)
+    assert len(report["model"]["sha256"]) == 64
+
+
+def test_requirements_are_items_and_the_exit_status_means_the_gate(gated):
+    project, rows = gated
+    result = project.run("-v")
+    # scratch: 10 positives, 3 look like ok (4, 10 are scratch? counted below) -> passes 0.5
+    result.stdout.fnmatch_lines([
+        "*erran.toml::recall?dent?>=0.99 FAILED*",
+        "*erran.toml::recall?scratch?>=0.50 PASSED*",
+    ])
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*= erran =*", "bucket*positives*recall*95% interval*required*status*",
+                                 "dent * FAILED*"])
+    result.stdout.fnmatch_lines(["*missed in dent: images/0005.png, images/0017.png*"])
+
+
+def test_failing_buckets_come_first_ranked_by_shortfall(project):
+    rows = rows_with_misses(missed=(1, 4, 7, 2, 5))
+    project.model()
+    project.data(rows)
+    project.config("""
+    [[require]]
+    bucket = "scratch"
+    recall = 0.9
+    [[require]]
+    bucket = "dent"
+    recall = 0.95
+    [[require]]
+    bucket = "all"
+    recall = 0.1
+    """)
+    result = project.run()
+    lines = [l for l in result.stdout.lines if l.startswith(("scratch ", "dent ", "all "))]
+    # dent 8/10 -> shortfall 0.15; scratch 7/10 -> shortfall 0.2: scratch first, passing last
+    assert [l.split()[0] for l in lines] == ["scratch", "dent", "all"]
+
+
+def test_passing_gate_exits_zero(project):
+    project.model()
+    project.data(rows_with_misses(missed=()))
+    project.config("""
+    [[require]]
+    bucket = "scratch"
+    recall = 0.9
+    """)
+    result = project.run()
+    assert result.ret == 0
+    result.assert_outcomes(passed=1)
+
+
+def test_items_run_whatever_paths_pytest_is_given(gated):
+    project, _ = gated
+    project.pytester.makepyfile(test_user="def test_user(): pass")
+    tests_dir = project.path / "other"
+    tests_dir.mkdir()
+    result = project.run("other")  # a folder with no tests: the gate still runs
+    result.assert_outcomes(passed=1, failed=1)
+    result = project.run("test_user.py")
+    result.assert_outcomes(passed=2, failed=1)
+
+
+def test_collect_only_lists_requirements_without_running_the_model(gated):
+    project, _ = gated
+    (project.path / "model.onnx").write_bytes(b"not a model")  # --co must not load it
+    result = project.run("--co", "-q")
+    result.stdout.fnmatch_lines(["erran.toml::recall[[]dent[]]>=0.99", "erran.toml::recall[[]scratch[]]>=0.50"])
+    assert result.ret == 0
+
+
+def test_k_lf_and_junitxml_work_on_requirements(gated):
+    project, _ = gated
+    result = project.run("-k", "scratch")
+    result.assert_outcomes(passed=1, deselected=1)
+    project.run()  # records the failure for --lf
+    result = project.run("--lf")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1 and "passed" not in outcomes
+    result = project.run("--junitxml=junit.xml")
+    xml = (project.path / "junit.xml").read_text()
+    assert 'name="recall[dent]&gt;=0.99"' in xml and "<failure" in xml
+
+
+def test_inactive_without_a_model(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "erran:" not in result.stdout.str() and "= erran =" not in result.stdout.str()
+
+
+def test_disabled_with_p_no_erran(gated):
+    project, _ = gated
+    project.pytester.makepyfile(test_a="def test_a(): pass")
+    result = project.run("-p", "no:erran")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixtures_give_results_to_user_tests(gated):
+    project, rows = gated
+    project.pytester.makepyfile(test_user="""
+        def test_scratch(erran_results, erran_dataset, erran_model):
+            scratch = erran_results.bucket("scratch")
+            assert scratch.positives == 10
+            assert scratch.hits + len(scratch.missed) == scratch.positives
+            assert scratch.recall == scratch.hits / scratch.positives
+            assert len(erran_dataset.images) == 30
+            assert erran_model.input.name == "image"
+    """)
+    result = project.run("test_user.py")
+    result.assert_outcomes(passed=2, failed=1)
+
+
+def test_command_line_overrides_the_config(gated):
+    project, rows = gated
+    project.data(rows_with_misses(missed=()), name="clean.csv")
+    result = project.run("--erran-data=clean.csv")
+    result.assert_outcomes(passed=2)
+
+
+def test_config_in_pyproject(project):
+    project.model()
+    project.data(rows_with_misses(missed=()))
+    project.pytester.makepyprojecttoml("""
+        [tool.erran]
+        model = "model.onnx"
+        data = "dev.csv"
+        classes = ["ok", "scratch", "dent"]
+        negative = "ok"
+        [[tool.erran.require]]
+        bucket = "dent"
+        recall = 0.9
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=1)
