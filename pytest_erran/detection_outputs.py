@@ -1,0 +1,298 @@
+"""Turn the raw outputs of ONNX detection models into per-image boxes, scores and labels.
+
+Pure numpy. Two families are covered:
+- models that already return final detections (boxes / scores / labels, optionally batched
+  with a num_detections count): `boxes_scores_labels`;
+- Ultralytics YOLO raw exports ([B, 4 + C, anchors] of cx, cy, w, h and class scores),
+  which still need thresholding and NMS: `yolo`.
+Boxes come out as x1, y1, x2, y2 in the model's input pixels; `to_image_coords` maps them
+back to the original image, undoing a stretch resize or a letterbox.
+
+Sizes are (width, height) throughout, unlike Ultralytics' (height, width).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [k, 4], scores [k], labels [k]
+
+# Name fragments that identify an output, checked in this order: "num_boxes" is a count,
+# "box_scores" and "class_scores" are scores.
+_ROLE_NAMES = (
+    ("num", ("num",)),
+    ("scores", ("score", "conf")),
+    ("boxes", ("box",)),
+    ("labels", ("label", "class")),
+)
+
+
+def boxes_scores_labels(
+    outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+) -> list[Detections]:
+    """Per image of the batch: (boxes float32 [k, 4], scores float32 [k], labels int64 [k]).
+
+    `outputs` maps ONNX output names to arrays, or is the list that onnxruntime returns. Outputs
+    are recognised by name ("box", "score"/"conf", "label"/"class", "num") when every one of
+    them is, otherwise by shape: boxes end in 4, num_detections is an integer vector of the
+    batch size, scores are float and labels integer (or, if both are float, the one holding
+    only whole numbers). Unbatched [K, 4] / [K] / [K] give a one-image list.
+    """
+    roles = _identify(outputs)
+    boxes, scores, labels = roles["boxes"], roles["scores"], roles["labels"]
+    if boxes.ndim not in (2, 3) or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [K, 4] or [B, K, 4] (x1, y1, x2, y2), got {boxes.shape}")
+    if boxes.ndim == 2:
+        boxes, scores, labels = boxes[None], scores[None], labels[None]
+    scores, labels = _squeeze_last(scores, boxes, "scores"), _squeeze_last(labels, boxes, "labels")
+    batch, rows = boxes.shape[:2]
+    counts = _num_detections(roles.get("num"), batch, rows)
+    return [
+        (
+            boxes[i, :n].astype(np.float32),
+            scores[i, :n].astype(np.float32),
+            labels[i, :n].astype(np.int64),
+        )
+        for i, n in enumerate(counts)
+    ]
+
+
+def yolo(
+    raw: np.ndarray, score_threshold: float, nms_iou: float, max_det: int = 300
+) -> list[Detections]:
+    """Decode an Ultralytics raw export [B, 4 + C, A] (or [B, A, 4 + C] when A > 4 + C).
+
+    Per anchor the label is the best class and the score its value; anchors below
+    `score_threshold` are dropped, the rest go through class-aware NMS at `nms_iou`, keeping
+    at most `max_det` boxes, best first. Boxes are x1y1x2y2 in input pixels.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim == 2:
+        raw = raw[None]
+    if raw.ndim != 3:
+        raise ValueError(f"YOLO output must be [B, 4 + classes, anchors], got shape {raw.shape}")
+    if raw.shape[2] < raw.shape[1]:  # [B, A, 4 + C]: more anchors than channels
+        raw = raw.transpose(0, 2, 1)
+    if raw.shape[1] < 5:
+        raise ValueError(
+            f"YOLO output {raw.shape} has {raw.shape[1]} channels; expected 4 box rows "
+            "(cx, cy, w, h) followed by at least one class score row"
+        )
+    return [_yolo_image(image, score_threshold, nms_iou, max_det) for image in raw]
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    iou_threshold: float,
+    max_det: int | None = None,
+) -> np.ndarray:
+    """Indices of the boxes kept by greedy NMS, best score first.
+
+    A box is suppressed by a better-scoring kept box of the same label whose IoU with it is
+    above `iou_threshold` (strictly, as torchvision). labels=None suppresses across classes.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.zeros(len(scores), np.int64) if labels is None else np.asarray(labels).reshape(-1)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(
+            f"nms: {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels "
+            "differ in number"
+        )
+    limit = len(scores) if max_det is None else max_det
+    order = np.argsort(-scores, kind="stable")
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    # One pass over all classes: comparing labels is exact, unlike offsetting boxes per class,
+    # and lets the loop stop as soon as max_det boxes are kept.
+    while len(order) and len(keep) < limit:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        overlap = _iou_one_to_many(boxes[best], area[best], boxes[rest], area[rest])
+        order = rest[(overlap <= iou_threshold) | (labels[rest] != labels[best])]
+    return np.array(keep, dtype=np.int64)
+
+
+def letterbox_geometry(
+    image_size: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[float, int, int, int, int]:
+    """(scale, new_w, new_h, left, top) of an Ultralytics-style centred letterbox.
+
+    The image (W, H) is resized by scale = min(w / W, h / H) to (round(W * scale),
+    round(H * scale)) and pasted into the (w, h) input at (left, top), the rest gray 114.
+    Rounding follows Ultralytics' LetterBox (Python round, pad split with a -0.1 nudge).
+    """
+    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
+    scale = min(in_w / width, in_h / height)
+    new_w, new_h = int(round(width * scale)), int(round(height * scale))
+    left = int(round((in_w - new_w) / 2 - 0.1))
+    top = int(round((in_h - new_h) / 2 - 0.1))
+    return scale, new_w, new_h, left, top
+
+
+def to_image_coords(
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    input_size: tuple[int, int],
+    mode: str = "stretch",
+) -> np.ndarray:
+    """Map x1y1x2y2 boxes from model-input pixels to the image's own, clipped to the image.
+
+    mode "stretch": the image was resized to the input size ignoring aspect ratio;
+    mode "letterbox": see `letterbox_geometry`, whose pad is subtracted before dividing by scale.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
+    if mode == "stretch":
+        out = boxes * np.array([width / in_w, height / in_h] * 2)
+    elif mode == "letterbox":
+        scale, _, _, left, top = letterbox_geometry((width, height), (in_w, in_h))
+        out = (boxes - np.array([left, top] * 2)) / scale
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}; use 'stretch' or 'letterbox'")
+    return np.clip(out, 0, np.array([width, height] * 2))
+
+
+def _identify(outputs) -> dict[str, np.ndarray]:
+    """Role name -> array, by output names when they settle it, else by shapes."""
+    if isinstance(outputs, Mapping):
+        names, arrays = list(outputs), [np.asarray(a) for a in outputs.values()]
+    else:
+        names, arrays = [None] * len(outputs), [np.asarray(a) for a in outputs]
+    by_name = {}
+    for name, array in zip(names, arrays):
+        role = _role_from_name(name)
+        if role is None or role in by_name:
+            by_name = None
+            break
+        by_name[role] = array
+    if by_name is not None and {"boxes", "scores", "labels"} <= by_name.keys():
+        return by_name
+    return _identify_by_shape(arrays)
+
+
+def _role_from_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    lowered = name.lower()
+    for role, fragments in _ROLE_NAMES:
+        if any(fragment in lowered for fragment in fragments):
+            return role
+    return None
+
+
+def _identify_by_shape(arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    shapes = [a.shape for a in arrays]
+    box_like = [a for a in arrays if a.ndim in (2, 3) and a.shape[-1] == 4]
+    if len(box_like) != 1:
+        raise ValueError(
+            f"cannot tell which output holds the boxes among shapes {shapes}: expected exactly "
+            "one [K, 4] or [B, K, 4] array; name the outputs with 'box', 'score', 'label', 'num'"
+        )
+    boxes = box_like[0]
+    per_row = boxes.shape[:-1]
+    rest = [a for a in arrays if a is not boxes]
+    rows = [a for a in rest if a.shape in (per_row, per_row + (1,))]
+    counts = [a for a in rest if not any(a is r for r in rows)]
+    if len(rows) != 2:
+        raise ValueError(
+            f"outputs {shapes}: expected one score and one label array shaped {per_row}, "
+            f"like the boxes {boxes.shape} without the last axis"
+        )
+    scores, labels = _scores_and_labels(*rows, shapes)
+    roles = {"boxes": boxes, "scores": scores, "labels": labels}
+    if counts:
+        batch = boxes.shape[0] if boxes.ndim == 3 else 1
+        fits = [
+            a for a in counts
+            if np.issubdtype(a.dtype, np.integer) and a.size == batch and a.ndim <= 2
+        ]  # fmt: skip
+        if len(counts) != 1 or len(fits) != 1:
+            raise ValueError(
+                f"outputs {shapes}: besides boxes, scores and labels expected at most one "
+                f"integer num_detections of length {batch}"
+            )
+        roles["num"] = fits[0]
+    return roles
+
+
+def _scores_and_labels(a: np.ndarray, b: np.ndarray, shapes) -> tuple[np.ndarray, np.ndarray]:
+    """Scores are float, labels integer; with two float arrays, labels are the whole-number one."""
+    a_int, b_int = (np.issubdtype(x.dtype, np.integer) for x in (a, b))
+    if a_int != b_int:
+        return (b, a) if a_int else (a, b)
+    if not a_int:
+        a_whole, b_whole = (bool(np.all(np.mod(x, 1) == 0)) for x in (a, b))
+        if a_whole != b_whole:
+            return (b, a) if a_whole else (a, b)
+    raise ValueError(
+        f"outputs {shapes}: cannot tell scores from labels (same kind of values); "
+        "name the outputs with 'score' and 'label'"
+    )
+
+
+def _squeeze_last(values: np.ndarray, boxes: np.ndarray, what: str) -> np.ndarray:
+    """[B, K] from [B, K] or [B, K, 1], checked against the boxes [B, K, 4]."""
+    if values.shape == boxes.shape[:-1] + (1,):
+        values = values[..., 0]
+    if values.shape != boxes.shape[:-1]:
+        raise ValueError(
+            f"{what} shape {values.shape} does not fit boxes {boxes.shape}: "
+            f"expected {boxes.shape[:-1]}"
+        )
+    return values
+
+
+def _num_detections(num: np.ndarray | None, batch: int, rows: int) -> list[int]:
+    """Valid rows per image; all rows when the model gives no count."""
+    if num is None:
+        return [rows] * batch
+    counts = np.asarray(num).reshape(-1)
+    if counts.size != batch:
+        raise ValueError(f"num_detections has {counts.size} values for a batch of {batch} images")
+    if np.any(counts != np.round(counts)) or counts.min() < 0 or counts.max() > rows:
+        raise ValueError(
+            f"num_detections {counts.tolist()} must be whole numbers between 0 and {rows}, "
+            "the rows each image has"
+        )
+    return [int(n) for n in counts]
+
+
+def _yolo_image(
+    raw: np.ndarray, score_threshold: float, nms_iou: float, max_det: int
+) -> Detections:
+    """One image's [4 + C, A] raw prediction -> detections."""
+    class_scores = raw[4:]
+    labels = np.argmax(class_scores, axis=0)
+    scores = class_scores[labels, np.arange(raw.shape[1])]
+    keep = np.flatnonzero(scores >= score_threshold)
+    cx, cy, w, h = raw[:4, keep].astype(np.float64)
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kept = nms(boxes, scores[keep], labels[keep], nms_iou, max_det)
+    return (
+        boxes[kept].astype(np.float32),
+        scores[keep][kept].astype(np.float32),
+        labels[keep][kept].astype(np.int64),
+    )
+
+
+def _iou_one_to_many(
+    box: np.ndarray, area: float, boxes: np.ndarray, areas: np.ndarray
+) -> np.ndarray:
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = area + areas - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def _size(size, what: str) -> tuple[float, float]:
+    values = tuple(size)
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"{what} must be (width, height) with both positive, got {size!r}")
+    return values
