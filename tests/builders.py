@@ -18,8 +18,9 @@ CLASSES = ["ok", "scratch", "dent"]
 
 
 def channel_mean_model(path: Path, *, size=(8, 8), layout="NCHW", output="scores", batch="N",
-                       classes_metadata=None, logits=False, extra_classes=0) -> Path:
-    """Scores = per-channel mean of the input ([N, 3] for 3 channels)."""
+                       classes_metadata=None, logits=False, extra_classes=0, bias=None) -> Path:
+    """Scores = per-channel mean of the input ([N, 3] for 3 channels), plus `bias` per class:
+    a bias on "ok" makes a worse model that misses the faintly painted defects."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -29,6 +30,10 @@ def channel_mean_model(path: Path, *, size=(8, 8), layout="NCHW", output="scores
     nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["mean"], keepdims=0)]
     inits = [helper.make_tensor("axes", TensorProto.INT64, [2], axes)]
     last = "mean"
+    if bias is not None:
+        inits.append(helper.make_tensor("bias", TensorProto.FLOAT, [3], list(bias)))
+        nodes.append(helper.make_node("Add", [last, "bias"], ["biased"]))
+        last = "biased"
     if logits:  # scale and shift so the scores leave [0, 1]: the plugin must softmax them
         inits += [helper.make_tensor("gain", TensorProto.FLOAT, [], [10.0]),
                   helper.make_tensor("shift", TensorProto.FLOAT, [], [-3.0])]
