@@ -197,3 +197,25 @@ def test_config_in_pyproject(project):
     """)
     result = project.run()
     result.assert_outcomes(passed=1)
+
+
+def test_xdist_runs_the_model_once_and_reports_once(gated):
+    project, rows = gated
+    project.pytester.makepyfile(test_user="""
+        def test_a(erran_results): assert erran_results.bucket("dent").positives == 10
+        def test_b(erran_results): assert erran_results.bucket("all").positives == 20
+    """)
+    result = project.pytester.runpytest_subprocess("-n", "2", "--erran-save-baseline",
+                                                   "--erran-report=r.json")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == 1
+    assert result.stdout.str().count("= erran =") == 1
+    assert (project.path / ".erran" / "baseline.json").exists() and (project.path / "r.json").exists()
+    cache = list((project.path / ".pytest_cache" / "d" / "erran-predictions").glob("*.npz"))
+    assert len(cache) == 1
+
+
+def test_works_with_xdist_disabled(gated):
+    project, _ = gated
+    result = project.run("-p", "no:xdist")
+    result.assert_outcomes(passed=1, failed=1)
