@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import baseline as baseline_io
 from . import classify
-from .buckets import build_buckets, bucket_names, check_references
+from .buckets import ALL, build_buckets, bucket_names, check_references
 from .cache import cache_key, cached_arrays, files_fingerprint
 from .config import Settings
 from .dataset import Dataset, check_labels, file_sha256, load_classification
@@ -58,6 +58,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     names = bucket_names(classes, settings.negative, settings.buckets)
     check_references(names, classes, settings.negative, settings.buckets,
                      [r.bucket for r in settings.requirements], settings.class_thresholds)
+    for requirement in settings.requirements:
+        if requirement.metric in ("precision", "fp_per_image") and requirement.bucket not in (ALL, *classes):
+            raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
+                             "class's own bucket or 'all' (predictions have a class, not a bucket)")
     check_labels(dataset, classes)
     loaded = time.perf_counter()
 

@@ -59,8 +59,11 @@ def _floor(requirement: Requirement, result: BucketResult, confidence: float) ->
         return None
     threshold = requirement.threshold
     shown = format_threshold(threshold)
+    if requirement.metric in ("precision", "fp_per_image") and result.true_positives is None:
+        return Verdict(requirement, None, False, FAILED, f"{requirement.metric} is only defined for a "
+                       "class's own bucket and 'all'")
     if requirement.metric == "fp_per_image":
-        value = result.fp_per_image or 0.0
+        value = result.fp_per_image
         ok = value <= threshold
         text = f"false positives per image {value:.3f} {'<=' if ok else '>'} {shown}"
         return Verdict(requirement, value, ok, PASSED if ok else FAILED, text)

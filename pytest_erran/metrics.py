@@ -19,7 +19,10 @@ def wilson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Exact edges: the interval must contain the point estimate despite rounding.
+    low = 0.0 if hits == 0 else max(0.0, centre - half)
+    high = 1.0 if hits == n else min(1.0, centre + half)
+    return low, high
 
 
 def positives_needed(threshold: float, confidence: float = 0.95) -> int | None:
@@ -28,8 +31,11 @@ def positives_needed(threshold: float, confidence: float = 0.95) -> int | None:
     if threshold >= 1:
         return None
     z2 = z_value(confidence) ** 2
-    n = max(1, math.ceil(threshold * z2 / (1 - threshold)))
-    while n / (n + z2) < threshold:  # guard against rounding at the boundary
+    # Start just under the closed form, then settle with the very test the gate uses.
+    n = max(1, math.ceil(threshold * z2 / (1 - threshold)) - 1)
+    while n > 1 and wilson(n - 1, n - 1, confidence)[0] >= threshold:
+        n -= 1
+    while wilson(n, n, confidence)[0] < threshold:
         n += 1
     return n
 

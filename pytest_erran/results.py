@@ -74,7 +74,8 @@ def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: st
         hits = int((members & hit).sum())
         missed = members & ~hit
         low, high = wilson(hits, n, confidence)
-        tp, fp = precision_counts.get(bucket.cls or "", (None, None)) if bucket.kind != "custom" else (None, None)
+        # Predictions belong to a class, so precision exists for class buckets and "all" only.
+        tp, fp = precision_counts.get(bucket.name, (None, None)) if bucket.kind != "custom" else (None, None)
         results[name] = BucketResult(
             name=name, positives=n, hits=hits, ci_low=low, ci_high=high,
             missed=ids[missed].tolist(), missed_paths=paths[missed].tolist(), kind=bucket.kind,
