@@ -30,6 +30,7 @@ class Dataset:
     # Every id and image path of the file, all splits: predictions files may cover them all.
     all_ids: set[str] = field(default_factory=set)
     all_images: set[str] = field(default_factory=set)
+    category_ids: dict[str, int] = field(default_factory=dict)  # detection: class -> COCO id
 
     @property
     def labels(self) -> set[str]:
@@ -76,6 +77,8 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
             f"{path}: the manifest has no {' or '.join(repr(c) for c in missing)} column "
             f"(columns: {', '.join(map(str, frame.columns))}); every row needs `image` and `label`"
         )
+    if frame.empty:
+        raise ErranError(f"{path}: the manifest has no rows; add one row per dev image")
     frame["_source"] = sources
     if "id" in frame.columns:
         frame["id"] = frame["id"].where(frame["id"] != "", frame["image"])
@@ -111,7 +114,7 @@ def _check_unique_ids(frame: pd.DataFrame) -> None:
     if len(duplicated):
         first = duplicated.iloc[0]["id"]
         places = duplicated[duplicated["id"] == first]["_source"].tolist()
-        raise ErranError(f"{' and '.join(places)}: the id '{first}' appears twice; ids must be unique")
+        raise ErranError(f"{' and '.join(places)}: the id '{first}' appears twice; give every row its own id")
 
 
 def _split_tags(column: pd.Series) -> list[tuple[str, ...]]:

@@ -50,40 +50,27 @@ class Evaluation:
 
 def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     started = time.perf_counter()
-    model = None
-    if settings.predictions is None:
-        model = OnnxModel(settings.model)
-    dataset = _load_dataset(settings)
-    classes = _classes(settings, model, dataset)
-    names = bucket_names(classes, settings.negative, settings.buckets)
-    check_references(names, classes, settings.negative, settings.buckets,
-                     [r.bucket for r in settings.requirements], settings.class_thresholds)
-    for requirement in settings.requirements:
-        if requirement.metric in ("precision", "fp_per_image") and requirement.bucket not in (ALL, *classes):
-            raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
-                             "class's own bucket or 'all' (predictions have a class, not a bucket)")
-    check_labels(dataset, classes)
+    model = OnnxModel(settings.model) if settings.predictions is None else None
+    dataset, file_classes, crowd = _load_dataset(settings)
+    classes = _classes(settings, model, dataset, file_classes)
+    # Everything that needs no predictions is checked before the model runs over every image.
+    buckets = _checked_buckets(settings, dataset, classes, crowd)
+    baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
 
-    if model is not None:
+    if settings.task == "detection":
+        predict = _detect_with_model if model is not None else _detect_from_file
+        units, precision_counts, predicted = predict(settings, model, dataset, classes, crowd, cache_dir)
+    elif model is not None:
         units, precision_counts, predicted = _classify_with_model(settings, model, dataset, classes, cache_dir)
-        identity = {"path": str(settings.model), "sha256": file_sha256(settings.model)}
     else:
         units, precision_counts, predicted = _classify_from_file(settings, dataset, classes)
-        identity = {"path": str(settings.predictions), "sha256": file_sha256(settings.predictions)}
+    source = settings.predictions or settings.model
+    identity = {"path": str(source), "sha256": file_sha256(source)}
     finished = time.perf_counter()
 
-    buckets = build_buckets(units, classes, settings.negative, settings.buckets)
-    baseline = baseline_io.load(settings.baseline_path, settings.task)
     results = bucket_results(units, buckets, settings.negative, settings.confidence, precision_counts,
                              len(dataset.images), baseline)
-    for requirement in settings.requirements:
-        result = results[requirement.bucket]
-        if requirement.metric in ("recall", "drop") and result.positives == 0:
-            raise ErranError(
-                f"[[require]] bucket = '{requirement.bucket}': the bucket has no positives in "
-                f"{dataset.path}, so its recall means nothing; fix the bucket or the data"
-            )
     verdicts = [judge(r, results[r.bucket], settings.alpha, settings.confidence)
                 for r in settings.requirements]
     return Evaluation(
@@ -95,34 +82,123 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     )
 
 
-def _load_dataset(settings: Settings) -> Dataset:
+def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, ...],
+                     crowd: pd.DataFrame | None) -> dict:
+    """The buckets, once the config's references, the labels and every requirement's bucket
+    have been checked against the classes and the data."""
+    check_labels(dataset, classes)
+    if crowd is not None and len(crowd):
+        unknown = sorted(set(crowd["label"]) - set(classes))
+        if unknown:
+            raise ErranError(f"{dataset.path}: crowd boxes of class '{unknown[0]}', which is not one "
+                             f"of the classes {list(classes)}")
+    try:
+        names = bucket_names(classes, settings.negative, settings.buckets)
+        check_references(names, classes, settings.negative, settings.buckets,
+                         [r.bucket for r in settings.requirements], settings.class_thresholds)
+        for requirement in settings.requirements:
+            if requirement.metric in ("precision", "fp_per_image") and requirement.bucket not in (ALL, *classes):
+                raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
+                                 "class's own bucket or 'all' (predictions have a class, not a bucket)")
+        buckets = build_buckets(dataset.units, classes, settings.negative, settings.buckets)
+        labels = dataset.units["label"].to_numpy()
+        positive = labels != settings.negative if settings.negative is not None else True
+        for requirement in settings.requirements:
+            if requirement.metric in ("recall", "drop") and not (buckets[requirement.bucket].mask & positive).any():
+                raise ErranError(f"[[require]] bucket = '{requirement.bucket}': the bucket has no "
+                                 f"positives in {dataset.path}, so its recall means nothing; fix the "
+                                 "bucket or the data")
+    except ErranError as e:
+        raise ErranError(f"{settings.source}: {e}") from None
+    return buckets
+
+
+def _load_dataset(settings: Settings) -> tuple[Dataset, tuple[str, ...] | None, pd.DataFrame | None]:
+    """The dataset, the class names the file itself defines (detection), and crowd boxes."""
     if settings.data is None:
         raise ErranError("no dev set: set `data` in the config or pass --erran-data PATH")
-    if settings.task != "classification":
-        raise ErranError(f"task = '{settings.task}' is not supported yet")
-    return load_classification(settings.data, settings.split)
+    if settings.task == "detection":
+        from .detection_data import load_detection
+
+        if settings.negative is not None:
+            raise ErranError("`negative` is for classification: in detection every ground-truth "
+                             "object is a defect; remove it")
+        return load_detection(settings.data, settings.split)
+    return load_classification(settings.data, settings.split), None, None
 
 
-def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset) -> tuple[str, ...]:
+def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset,
+             file_classes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Model output index -> class name: the config, else the model's metadata, else (detection)
+    the dev set's categories in id order, else (a predictions file) the labels seen."""
     if settings.classes:
         return settings.classes
+    from_model = model.metadata_classes() if model is not None else None
+    if from_model:
+        return from_model
+    if file_classes:
+        return file_classes
     if model is not None:
-        from_model = model.metadata_classes()
-        if from_model:
-            return from_model
         raise ErranError(f"{settings.model}: no `classes` in the config and none in the model's "
                          "metadata; list them in the config: classes = [\"ok\", \"scratch\", ...]")
     return tuple(sorted(dataset.labels))
 
 
+def _detect_with_model(settings, model, dataset, classes, crowd, cache_dir):
+    from . import detect
+
+    prep = model.preprocess(settings.preprocess)
+    adapter = detect.choose_adapter(settings.output, model)
+    images = dataset.images
+    paths, sources = images["_path"].tolist(), images["_source"].tolist()
+    thresholds = _score_thresholds(settings, classes)
+    floor = float(min(thresholds.min(), settings.score_threshold)) if len(thresholds) else 0.0
+
+    def compute() -> dict[str, np.ndarray]:
+        threads = settings.threads or default_threads()
+        return detect.concat([
+            detect.decode_batch(adapter, batch, model.output_names, prep, floor, settings.nms_iou,
+                                len(classes), str(settings.model))
+            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
+
+    key = cache_key(model=file_sha256(settings.model), data=dataset.sha256, ids=images["id"].tolist(),
+                    files=files_fingerprint(paths), prep=prep.key(), adapter=adapter, floor=floor,
+                    nms_iou=settings.nms_iou, classes=classes)
+    predictions, from_cache = cached_arrays(cache_dir, key, compute)
+    units, counts = detect.match_units(dataset.units, crowd, predictions, classes, thresholds,
+                                       settings.iou_threshold)
+    return units, counts, 0 if from_cache else len(paths)
+
+
+def _detect_from_file(settings, model, dataset, classes, crowd, cache_dir):
+    from . import detect
+    from .detection_predictions import read_detections
+
+    ids = dataset.category_ids
+    category_ids = None
+    if ids:  # a class without a category gets an unused id: it must not take over another's
+        spare = iter(range(max(ids.values()) + 1, max(ids.values()) + 1 + len(classes)))
+        category_ids = [ids[c] if c in ids else next(spare) for c in classes]
+    predictions = read_detections(settings.predictions, dataset.images, classes, dataset.all_ids,
+                                  dataset.all_images, category_ids)
+    units, counts = detect.match_units(dataset.units, crowd, predictions, classes,
+                                       _score_thresholds(settings, classes), settings.iou_threshold)
+    return units, counts, 0
+
+
+def _score_thresholds(settings: Settings, classes: tuple[str, ...]) -> np.ndarray:
+    return np.array([settings.class_thresholds.get(c, settings.score_threshold) for c in classes])
+
+
 def _classify_with_model(settings, model, dataset, classes, cache_dir):
     prep = model.preprocess(settings.preprocess)
     output = model.output_index(settings.output)
+    where = f"{settings.model}: output '{model.output_names[output]}'"
+    classify.check_output_shape(model.session.get_outputs()[output].shape, classes, where)
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
-        where = f"{settings.model}: output '{model.output_names[output]}'"
         threads = settings.threads or default_threads()
         parts = [classify.interpret_output(batch.outputs[output], classes, where)
                  for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)]
@@ -145,11 +221,8 @@ def _classify_from_file(settings, dataset, classes):
     from .predictions_file import read_classification
 
     images = dataset.images
-    labels, scores = read_classification(settings.predictions, images, dataset.all_ids, dataset.all_images)
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise ErranError(f"{settings.predictions}: predicted label '{unknown[0]}' is not one of the "
-                         f"classes {list(classes)}")
+    labels, scores = read_classification(settings.predictions, images, dataset.all_ids,
+                                         dataset.all_images, classes)
     if settings.class_thresholds:
         if scores is None:
             raise ErranError(f"{settings.predictions}: class_thresholds need a `score` column")

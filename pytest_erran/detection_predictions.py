@@ -1,0 +1,135 @@
+"""Detections made elsewhere: a COCO results JSON, or a table with one row per predicted box.
+
+Rows for images of other splits are dropped (one predictions file may cover every split);
+images without any prediction are fine: all of their objects are then missed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .detection_data import BOX, coco_boxes
+from .errors import ErranError
+from .predictions_file import normalise
+from .tables import read_table
+
+
+def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
+                    all_ids: set[str], all_images: set[str],
+                    category_ids: list[int] | None = None) -> dict[str, np.ndarray]:
+    """{"image": row in `images` [P], "label": class index [P], "box": x1y1x2y2 [P, 4],
+    "score": [P]} for the predictions of the evaluated images.
+
+    `category_ids` are the COCO category ids in class order (a COCO results file names classes
+    by id); by default 1..C, the ids of a table dev set's classes in sorted order.
+    """
+    if path.suffix.lower() == ".json":
+        ids = list(range(1, len(classes) + 1)) if category_ids is None else list(category_ids)
+        keys, key, label, box, score, sources = _coco_results(path, ids)
+    else:
+        keys, key, label, box, score, sources = _table(path, classes)
+    image = _image_rows(path, keys, key, images, all_ids, all_images, sources)
+    kept = image >= 0
+    return {"image": image[kept], "label": label[kept], "box": box[kept], "score": score[kept]}
+
+
+def _coco_results(path: Path, category_ids: list[int]):
+    """A list of {image_id, category_id, bbox [x, y, w, h], score}, as COCO's loadRes takes."""
+    entries = _read_json(path)
+    sources = [f"{path.name}[{i}]" for i in range(len(entries))]
+    for source, entry in zip(sources, entries):
+        if not isinstance(entry, dict):
+            raise ErranError(f"{source}: expected a JSON object, got {type(entry).__name__}")
+        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
+        if missing:
+            raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
+                             "image_id, category_id, bbox [x, y, width, height] and score")
+    index_of = {category: i for i, category in enumerate(category_ids)}
+    category = [e["category_id"] for e in entries]
+    label = pd.Series(category, dtype=object).map(index_of)
+    unknown = np.flatnonzero(label.isna().to_numpy())
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: category_id {category[unknown[0]]!r} is not a "
+                         f"category of the dev set (ids {category_ids})")
+    box = coco_boxes([e["bbox"] for e in entries], sources.__getitem__, "COCO result")
+    score = _numbers(pd.Series([e["score"] for e in entries], dtype=object), "score", sources)
+    keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
+    return keys, "image_id", label.to_numpy(np.int64), box, score, sources
+
+
+def _read_json(path: Path) -> list:
+    if not path.is_file():
+        raise ErranError(f"{path}: no such file; check the predictions path")
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ErranError(f"{path} line {e.lineno} column {e.colno}: not valid JSON: {e.msg}") from None
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        return data["annotations"]  # some tools wrap the results list in a COCO-like object
+    if not isinstance(data, list):
+        raise ErranError(f"{path}: expected a COCO results list of {{image_id, category_id, bbox, "
+                         "score}} objects")
+    return data
+
+
+def _table(path: Path, classes: tuple[str, ...]):
+    """One row per box: image (or image_id), label, score, x1, y1, x2, y2. A row with an empty
+    label and no box stands for an image without predictions and is skipped."""
+    table, sources = read_table(path, ("image", "image_id", "label"))
+    key = "image_id" if "image_id" in table.columns else "image"
+    missing = [c for c in (key, "label", "score", *BOX) if c not in table.columns]
+    if missing:
+        raise ErranError(f"{path}: no {', '.join(missing)} column (columns: "
+                         f"{', '.join(map(str, table.columns))}); a detections table has image "
+                         "(or image_id), label, score, x1, y1, x2, y2")
+    boxed = ~(table[BOX].isna() | (table[BOX].astype(str) == "")).all(axis=1).to_numpy()
+    empty = (table["label"] == "").to_numpy()
+    if (empty & boxed).any():
+        raise ErranError(f"{sources[np.flatnonzero(empty & boxed)[0]]}: a box without a label; "
+                         f"every prediction needs one of {list(classes)}")
+    table, sources = table[~empty].reset_index(drop=True), [s for s, e in zip(sources, empty) if not e]
+    label = pd.Index(classes).get_indexer(table["label"])
+    unknown = np.flatnonzero(label < 0)
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: label '{table['label'][unknown[0]]}' is not one of "
+                         f"the classes {list(classes)}")
+    box = np.column_stack([_numbers(table[c], c, sources) for c in BOX]).reshape(-1, 4)
+    inverted = np.flatnonzero((box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]))
+    if len(inverted):
+        raise ErranError(f"{sources[inverted[0]]}: x2 < x1 or y2 < y1; boxes are corners "
+                         "x1, y1, x2, y2, not x, y, width, height")
+    score = _numbers(table["score"], "score", sources)
+    return table[key], key, label.astype(np.int64), box, score, sources
+
+
+def _numbers(values: pd.Series, name: str, sources: list[str]) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        raise ErranError(f"{sources[bad[0]]}: {name} {values.iloc[bad[0]]!r} is not a number")
+    return numbers
+
+
+def _image_rows(path: Path, keys: pd.Series, key: str, images: pd.DataFrame, all_ids: set[str],
+                all_images: set[str], sources: list[str]) -> np.ndarray:
+    """Row in `images` of each prediction; -1 for an image of another split."""
+    if key == "image_id":
+        evaluated, known = images["id"], all_ids
+    else:  # paths as the dev set writes them, up to "./" and backslashes
+        evaluated, known = images["image"].map(normalise), {normalise(p) for p in all_images}
+        keys = keys.map(normalise)
+        if evaluated.duplicated().any():
+            raise ErranError(f"{path}: several dev images share the file "
+                             f"'{evaluated[evaluated.duplicated()].iloc[0]}', so an `image` column "
+                             "cannot tell them apart; name images by `image_id` instead")
+    rows = pd.Index(evaluated).get_indexer(keys)
+    unknown = np.flatnonzero((rows < 0) & ~keys.isin(known).to_numpy())
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: {key} '{keys.iloc[unknown[0]]}' is not in the dev "
+                         "set; write the image as the dev set does")
+    return rows.astype(np.int64)
