@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,9 @@ def check_references(names: list[str], classes: tuple[str, ...], negative: str |
             raise ErranError(f"[[require]] bucket = '{name}': '{name}' is the negative class; recall "
                              "counts defects, so require it on a defect class or bucket")
         if name not in names:
-            raise ErranError(f"[[require]] bucket = '{name}' is not a bucket; known buckets: "
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ErranError(f"[[require]] bucket = '{name}' is not a bucket; {hint}known buckets: "
                              f"{', '.join(names)}")
     for spec in specs:
         if spec.cls is not None and spec.cls not in classes:

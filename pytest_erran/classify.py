@@ -41,10 +41,16 @@ def interpret_output(value, classes: tuple[str, ...], where: str) -> ClassPredic
     if array.ndim != 2:
         raise ErranError(f"{where}: expected scores [N, classes] or labels [N], got shape "
                          f"{list(array.shape)}")
-    if array.shape[1] != len(classes):
-        raise ErranError(f"{where}: gives {array.shape[1]} scores per image but `classes` has "
-                         f"{len(classes)} names {list(classes)}; make them agree")
+    check_output_shape(array.shape, classes, where)
     return _from_scores(array.astype(np.float32, copy=False))
+
+
+def check_output_shape(shape, classes: tuple[str, ...], where: str) -> None:
+    """A scores output [N, C] must have one score per class; checked on the model's declared
+    shape before any image is decoded, and on every batch."""
+    if len(shape) == 2 and isinstance(shape[1], int) and shape[1] not in (1, len(classes)):
+        raise ErranError(f"{where}: gives {shape[1]} scores per image but `classes` has "
+                         f"{len(classes)} names {list(classes)}; make them agree")
 
 
 def _zipmap_scores(maps: list, classes: tuple[str, ...], where: str) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -86,7 +87,17 @@ class Settings:
 
 
 def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
-    """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
+    """The validated config table and its file: --erran-config, else erran.toml, else [tool.erran].
+
+    Validated here, before the plugin decides whether it is active: `modle = ...` must be an
+    error, not a config without a model that silently turns the gate off."""
+    path, table = _find_config(rootdir, explicit)
+    if path is not None:
+        validate(table, str(path))
+    return path, table
+
+
+def _find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
     if explicit is not None:
         if not explicit.is_file():
             raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
@@ -113,7 +124,15 @@ def _read_toml(path: Path) -> dict:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
-        raise ErranError(f"{path}: not valid TOML: {e}") from None
+        # "Invalid value (at line 7, column 10)" -> "erran.toml line 7: not valid TOML (Invalid value, ...)"
+        found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(e))
+        if found:
+            what, line, column = found.groups()
+            raise ErranError(f"{path} line {line}: not valid TOML ({what}, column {column}); "
+                             "fix the syntax there") from None
+        what = re.sub(r" \(at end of document\)$", "", str(e))
+        raise ErranError(f"{path}: not valid TOML ({what}, by the end of the file); "
+                         "fix the syntax") from None
     except OSError as e:
         raise ErranError(f"{path}: cannot read the config: {e.strerror}") from None
 
@@ -127,24 +146,70 @@ def validate(table: dict, source: str) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema("config.schema.json"))
-    errors = sorted(validator.iter_errors(table), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    # An unknown key first: `recal = 0.9` also breaks "needs recall", but the typo is the news.
+    errors = sorted(validator.iter_errors(table), key=lambda e: (
+        list(map(str, e.absolute_path)), e.validator != "additionalProperties", e.message))
     if errors:
-        raise ErranError(f"{source}: {_describe(errors[0])}")
+        raise ErranError(f"{source}: {_describe(errors[0], table)}")
 
 
-def _describe(error) -> str:
+TOML_TYPES = {"array": "an array", "object": "a table", "string": "a string", "number": "a number",
+              "integer": "an integer", "boolean": "a boolean"}
+
+
+def _describe(error, table: dict) -> str:
     where = _key_path(error.absolute_path)
+    which = ""  # [[require]] blocks have no names: say which one by its bucket
+    parts = list(error.absolute_path)
+    if len(parts) > 1 and parts[0] == "require" and isinstance(parts[1], int):
+        entry = table["require"][parts[1]]
+        if isinstance(entry, dict) and isinstance(entry.get("bucket"), str):
+            which = f" with bucket = '{entry['bucket']}'"
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(known))
         if known and unknown:
             hint = difflib.get_close_matches(unknown[0], known, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else f"; known keys: {', '.join(known)}"
-            place = f" in {where}" if where else ""
+            place = f" in {where}{which}" if where else ""
             return f"unknown key '{unknown[0]}'{place}{suggestion}"
     if error.validator == "anyOf" and where.startswith("require"):
-        return f"{where}: give one of recall, precision, max_fp_per_image or max_drop"
-    return f"key '{where or 'top level'}': {error.message}"
+        return f"{where}{which}: give one of recall, precision, max_fp_per_image or max_drop"
+    if error.validator == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return f"{where}{which}: missing `{missing[0]}`; add it"
+    if error.validator == "minProperties" and parts[:1] == ["buckets"]:
+        return f"[{where}] is empty; give it a `where`, `tag` or `class`"
+    if error.validator == "uniqueItems":
+        twice = next(v for i, v in enumerate(error.instance) if v in error.instance[:i])
+        return f"key '{where}' lists {_toml(twice)} twice; list it once"
+    if error.validator == "type" and isinstance(error.validator_value, str):
+        wanted = TOML_TYPES.get(error.validator_value, error.validator_value)
+        return f"key '{where}'{which} must be {wanted}, got {_toml(error.instance)}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"key '{where}'{which} must be {_range(error.schema)}, got {_toml(error.instance)}"
+    return f"key '{where or 'top level'}'{which}: {error.message}"
+
+
+def _range(schema: dict) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    bounds = []
+    if low is not None:
+        bounds.append(f"at least {low}")
+    elif "exclusiveMinimum" in schema:
+        bounds.append(f"above {schema['exclusiveMinimum']}")
+    if high is not None:
+        bounds.append(f"at most {high}")
+    elif "exclusiveMaximum" in schema:
+        bounds.append(f"below {schema['exclusiveMaximum']}")
+    return " and ".join(bounds)
+
+
+def _toml(value) -> str:
+    """A value as the user wrote it in TOML: "ok", true, [1, 2]."""
+    return json.dumps(value) if isinstance(value, (str, bool, list, dict)) else repr(value)
 
 
 def _key_path(parts) -> str:

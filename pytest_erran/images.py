@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ErranError
 
@@ -65,7 +66,12 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tu
                 out[...] = np.asarray(image).reshape(out.shape)
             return size
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ErranError(f"{source}: cannot read image {path}: {e}; fix or replace the file, "
+        # PIL's "cannot identify image file '<path>'" would name the path a second time
+        reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
+        if Path(source).resolve() == Path(path):  # an ImageFolder image is its own source
+            raise ErranError(f"{source}: cannot read the image: {reason}; fix, replace or remove "
+                             "the file") from None
+        raise ErranError(f"{source}: cannot read image {path}: {reason}; fix or replace the file, "
                          "or remove its row") from None
 
 

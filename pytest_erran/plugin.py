@@ -7,12 +7,14 @@ It imports nothing heavy: an installed but inactive plugin must cost next to not
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .state import ErranState
+if TYPE_CHECKING:
+    from .state import ErranState
 
-STATE = pytest.StashKey[ErranState]()
+STATE = pytest.StashKey["ErranState"]()
 
 
 def _positive_int(text: str) -> int:
@@ -53,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "erran: a pytest-erran requirement on a bucket")
+    if not _may_be_active(config):
+        return
+    from .state import ErranState
+
     state = ErranState.from_pytest(config)
     if state is None:
         return
@@ -60,10 +66,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ActivePlugin(state), "erran-active")
 
 
+def _may_be_active(config: pytest.Config) -> bool:
+    """A cheap first look, so that projects without erran pay two stat calls and no imports."""
+    option = config.option
+    if option.erran_model or option.erran_predictions or option.erran_config:
+        return True
+    if (config.rootpath / "erran.toml").is_file():
+        return True
+    pyproject = config.rootpath / "pyproject.toml"
+    return pyproject.is_file() and "tool.erran" in pyproject.read_text(encoding="utf-8", errors="replace")
+
+
 class ActivePlugin:
     """Hooks that only exist when a model or predictions are configured."""
 
-    def __init__(self, state: ErranState):
+    def __init__(self, state: "ErranState"):
         self.state = state
 
     def pytest_report_header(self, config: pytest.Config) -> str:
@@ -110,7 +127,7 @@ class ActivePlugin:
             terminalreporter.write_line(text, **markup)
 
 
-def _state(request: pytest.FixtureRequest) -> ErranState:
+def _state(request: pytest.FixtureRequest) -> "ErranState":
     state = request.config.stash.get(STATE, None)
     if state is None:
         pytest.skip("pytest-erran is inactive: give --erran-model (or `model` in erran.toml)")

@@ -16,8 +16,8 @@ def normalise(path: str) -> str:
     return posixpath.normpath(path.replace("\\", "/"))
 
 
-def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all_images: set[str]
-                        ) -> tuple[np.ndarray, np.ndarray | None]:
+def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all_images: set[str],
+                        classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted label and score (None without a score column) per evaluated image, in order.
 
     Rows are matched on `id` when the file has one, else on `image` as the manifest writes it.
@@ -37,8 +37,9 @@ def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all
             raise ErranError(f"{source}: a second prediction for {key} '{value}' (first at "
                              f"{sources[row_of[value]]}); give exactly one per image")
         if value not in known:
-            raise ErranError(f"{source}: {key} '{value}' is not in the dev set; check the paths are "
-                             "written as in the manifest")
+            how = "ids" if key == "id" else "image paths"
+            raise ErranError(f"{source}: {key} '{value}' is not in the dev set; write the {how} "
+                             "as the manifest does")
         row_of[value] = row
     missing = [v for v in wanted if v not in row_of]
     if missing:
@@ -49,6 +50,10 @@ def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all
     blank = np.flatnonzero(labels == "")
     if len(blank):
         raise ErranError(f"{sources[order[blank[0]]]}: empty `label`; every prediction needs one")
+    unknown = np.flatnonzero(~np.isin(labels, np.asarray(classes, dtype=object)))
+    if len(unknown):
+        raise ErranError(f"{sources[order[unknown[0]]]}: predicted label '{labels[unknown[0]]}' is not "
+                         f"one of the classes {list(classes)}")
     scores = None
     if "score" in table.columns:
         scores = pd.to_numeric(table["score"], errors="coerce").to_numpy(float)[order]

@@ -42,7 +42,9 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own pybind types for bad files
-            raise ErranError(f"{path}: not a loadable ONNX model: {e}") from None
+            reason = str(e).split(" failed:", 1)[-1].strip()  # drop "Load model from <path>"
+            raise ErranError(f"{path}: not a loadable ONNX model ({reason}); point `model` at an "
+                             ".onnx file exported from the model") from None
         self.path = path
         self.input = self.session.get_inputs()[0]
         self.output_names = [o.name for o in self.session.get_outputs()]

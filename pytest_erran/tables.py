@@ -44,20 +44,38 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise ErranError(f"{path}: the file is empty; it needs a header row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ErranError(f"{path}: not a readable CSV: {e}") from None
+    except UnicodeDecodeError:
+        raise ErranError(f"{path} line {_first_non_utf8_line(path)}: not UTF-8 text; "
+                         "save the file as UTF-8") from None
+    except pd.errors.ParserError as e:
+        raise ErranError(f"{path}: not a readable CSV: {str(e).strip()}") from None
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     records, lines = [], []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ErranError(f"{path} line {number}: not UTF-8 text; save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ErranError(f"{path} line {number}: not valid JSON: {e.msg}") from None
+                raise ErranError(f"{path} line {number}: not valid JSON ({e.msg}, column {e.colno}); "
+                                 "write one JSON object per line") from None
             if not isinstance(record, dict):
                 raise ErranError(f"{path} line {number}: each line must be a JSON object")
             records.append(record)

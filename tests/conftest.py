@@ -3,11 +3,38 @@ import textwrap
 
 # Imported once, up front: pytester restores sys.modules after every in-process run, and
 # importing these C extensions a second time crashes the interpreter (nanobind, pybind).
+import importlib
+import io
+import pkgutil
+
 import jsonschema  # noqa: F401
 import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
 import pandas  # noqa: F401
 import pytest
+
+import pytest_erran
+
+
+def _load_parquet_support():
+    """pandas imports its Parquet glue lazily; imported again after pytester drops it, it
+    registers pandas' Arrow extension types twice (ArrowKeyError in later Parquet tests)."""
+    buffer = io.BytesIO()
+    pandas.DataFrame({"a": [1]}).to_parquet(buffer)
+    pandas.read_parquet(io.BytesIO(buffer.getvalue()))
+
+
+_load_parquet_support()
+
+try:  # its pytest plugin would otherwise re-import it after every in-process run (~1.5 s each)
+    import hypothesis  # noqa: F401
+except ImportError:
+    pass
+
+# The plugin's own modules too: a module imported afresh inside one run would raise its own
+# ErranError class, which the plugin's `except ErranError` (an older import) would not catch.
+for _module in pkgutil.walk_packages(pytest_erran.__path__, "pytest_erran."):
+    importlib.import_module(_module.name)
 
 from builders import CLASSES, channel_mean_model, write_manifest
 

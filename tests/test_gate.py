@@ -1,6 +1,5 @@
 """The classification gate through real pytest runs: items, exit codes, recall per bucket."""
 
-import json
 
 import jsonschema
 import pytest
@@ -219,3 +218,21 @@ def test_works_with_xdist_disabled(gated):
     project, _ = gated
     result = project.run("-p", "no:xdist")
     result.assert_outcomes(passed=1, failed=1)
+
+
+def test_summary_is_coloured_unless_no_color(gated, monkeypatch):
+    project, _ = gated
+    monkeypatch.delenv("PY_COLORS", raising=False)  # pytester sets it; it would override both
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    coloured = project.pytester.runpytest_subprocess()
+    assert "\x1b[31m" in coloured.stdout.str()  # the FAILED row is red
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = project.pytester.runpytest_subprocess()
+    assert "\x1b[" not in plain.stdout.str()
+    plain.stdout.fnmatch_lines(["*= erran =*", "dent * FAILED"])
+
+
+def test_report_header_names_model_data_and_config(gated):
+    project, _ = gated
+    result = project.run()
+    result.stdout.fnmatch_lines(["erran: model *model.onnx, data *dev.csv, 2 requirement(s) from *erran.toml"])
