@@ -108,12 +108,14 @@ def _as_text(column: pd.Series) -> pd.Series:
 
 
 def _maybe_numeric(column: pd.Series) -> pd.Series:
-    if not all(v is None or isinstance(v, (str, float, int)) for v in column):
-        return column  # lists or dicts (JSONL) stay as they are
-    blank = column.map(lambda v: v is None or v == "" or (isinstance(v, float) and v != v))
+    """Numbers when every non-empty value is one (vectorised: manifests have 100k rows)."""
+    blank = column.isna() | (column.astype(object) == "")
     if blank.all():
         return column
-    converted = pd.to_numeric(column.where(~blank), errors="coerce")
+    try:
+        converted = pd.to_numeric(column.where(~blank), errors="coerce")
+    except TypeError:  # lists or dicts (JSONL) stay as they are
+        return column
     if converted[~blank].isna().any():
         return column
     return converted
