@@ -87,17 +87,7 @@ class Settings:
 
 
 def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
-    """The validated config table and its file: --erran-config, else erran.toml, else [tool.erran].
-
-    Validated here, before the plugin decides whether it is active: `modle = ...` must be an
-    error, not a config without a model that silently turns the gate off."""
-    path, table = _find_config(rootdir, explicit)
-    if path is not None:
-        validate(table, str(path))
-    return path, table
-
-
-def _find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
+    """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
     if explicit is not None:
         if not explicit.is_file():
             raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")

@@ -31,13 +31,14 @@ class ErranState:
         overrides["threads"] = option.erran_threads
         try:
             config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
-            if not (overrides["model"] or overrides["predictions"] or "model" in table
-                    or "predictions" in table):
-                return None  # inactive: nothing heavy imported, no items
+            if config_path is None and not (overrides["model"] or overrides["predictions"]):
+                return None
+            # A config that exists is always validated: `modle = ...` must be an error, not a
+            # config without a model that silently turns the gate off.
             settings = build_settings(config.rootpath, config_path, table, overrides)
         except ErranError as e:
             raise pytest.UsageError(f"erran: {e}") from None
-        return cls(config, settings)
+        return cls(config, settings) if settings.active else None
 
     @property
     def gate_path(self) -> Path:
