@@ -116,7 +116,9 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
 def _load_dataset(settings: Settings) -> tuple[Dataset, tuple[str, ...] | None, pd.DataFrame | None]:
     """The dataset, the class names the file itself defines (detection), and crowd boxes."""
     if settings.data is None:
-        raise ErranError("no dev set: set `data` in the config or pass --erran-data PATH")
+        where = (f"in {settings.config_path}" if settings.config_path else
+                 f"in a config (no erran.toml or [tool.erran] in the rootdir {settings.rootdir})")
+        raise ErranError(f"no dev set: set `data` {where} or pass --erran-data PATH")
     if settings.task == "detection":
         from .detection_data import load_detection
 

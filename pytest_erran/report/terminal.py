@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..config import format_threshold
 from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, TOO_SMALL
 
@@ -16,7 +18,7 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
     lines = [(_header(evaluation), {})]
     if evaluation.baseline is not None:
         drift = evaluation.drift
-        lines.append((f"baseline {evaluation.baseline.path} (model {_short(evaluation.baseline.document)}"
+        lines.append((f"baseline {shown_path(evaluation.baseline.path)} (model {_short(evaluation.baseline.document)}"
                       f", {evaluation.baseline.document['created']}): {drift['shared']} shared, "
                       f"{drift['added']} added, {drift['removed']} removed positives", {}))
     rows = _ranked_rows(evaluation)
@@ -30,7 +32,7 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
 
 def _header(evaluation) -> str:
     timing = evaluation.timing
-    text = (f"model {evaluation.model['path']}  data {evaluation.dataset.path}  "
+    text = (f"model {shown_path(evaluation.model['path'])}  data {shown_path(evaluation.dataset.path)}  "
             f"{len(evaluation.units)} units in {timing['images']} images")
     if timing.get("predicted"):
         rate = timing["predicted"] / max(timing["predict_s"], 1e-9)
@@ -38,6 +40,12 @@ def _header(evaluation) -> str:
     elif evaluation.settings.predictions is None:
         text += ", predictions from cache"
     return text
+
+
+def shown_path(path) -> str:
+    """Relative to the working directory when inside it: shorter, and what the user typed."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def _short(document: dict) -> str:
@@ -176,16 +184,16 @@ def _listing(title: str, items: list[str]) -> str:
 def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict]:
     failing = [r for r in rows if r.failing]
     if saved_baseline is not None:
-        return (f"baseline saved to {saved_baseline}; commit it so the next run compares against it", {})
+        return (f"baseline saved to {shown_path(saved_baseline)}; commit it so the next run compares against it", {})
     if evaluation.baseline is not None:
         if failing:
             return ("look at the missed images above; if the change is intended, accept these results "
                     "as the new baseline with --erran-save-baseline", {"bold": True})
         return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
-    hint = (f"no baseline at {evaluation.settings.baseline_path}: save this run as one with "
+    hint = (f"no baseline at {shown_path(evaluation.settings.baseline_path)}: save this run as one with "
             "--erran-save-baseline, so later runs can catch regressions")
     if failing:
-        where = f" (all of them are in {report_path})" if report_path else \
+        where = f" (all of them are in {shown_path(report_path)})" if report_path else \
             "; --erran-report PATH writes all of them as JSON"
         hint = f"look at the missed images above{where}. {hint[0].upper()}{hint[1:]}"
     return (hint, {})
