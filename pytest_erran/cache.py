@@ -44,11 +44,13 @@ def _locked(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cached_arrays(directory: Path | None, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
-    """The arrays stored under `key`, computing and storing them first if needed.
-    Returns (arrays, whether they came from the cache)."""
+def cached_arrays(directory: Path | None, make_key: Callable[[], str],
+                  compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays stored under the key, computing and storing them first if needed; the key
+    (a stat of every image) is only made when there is a cache. Returns (arrays, from cache)."""
     if directory is None:
         return compute(), False
+    key = make_key()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{key}.npz"
     with _locked(directory / f"{key}.lock"):

@@ -92,7 +92,8 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
             raise ErranError(f"{blank['_source'].iloc[0]}: empty `{column}`; every row needs one")
     _check_unique_ids(frame)
     frame["tags"] = _split_tags(frame["tags"]) if "tags" in frame.columns else [()] * len(frame)
-    frame["_path"] = [str((path.parent / image).resolve()) for image in frame["image"]]
+    base = str(path.parent.resolve())  # one resolve, not one per row (each is an lstat per component)
+    frame["_path"] = [os.path.normpath(os.path.join(base, image)) for image in frame["image"]]
     return frame.reset_index(drop=True), file_sha256(path), everything
 
 

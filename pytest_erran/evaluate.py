@@ -58,15 +58,16 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
 
-    if settings.task == "detection":
-        predict = _detect_with_model if model is not None else _detect_from_file
-        units, precision_counts, predicted = predict(settings, model, dataset, classes, crowd, cache_dir)
-    elif model is not None:
-        units, precision_counts, predicted = _classify_with_model(settings, model, dataset, classes, cache_dir)
-    else:
-        units, precision_counts, predicted = _classify_from_file(settings, dataset, classes)
     source = settings.predictions or settings.model
     identity = {"path": str(source), "sha256": file_sha256(source)}
+    cache = _Cache(cache_dir, identity["sha256"], dataset)
+    if settings.task == "detection":
+        predict = _detect_with_model if model is not None else _detect_from_file
+        units, precision_counts, predicted = predict(settings, model, dataset, classes, crowd, cache)
+    elif model is not None:
+        units, precision_counts, predicted = _classify_with_model(settings, model, dataset, classes, cache)
+    else:
+        units, precision_counts, predicted = _classify_from_file(settings, dataset, classes)
     finished = time.perf_counter()
 
     results = bucket_results(units, buckets, settings.negative, settings.confidence, precision_counts,
@@ -146,7 +147,25 @@ def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset,
     return tuple(sorted(dataset.labels))
 
 
-def _detect_with_model(settings, model, dataset, classes, crowd, cache_dir):
+@dataclass
+class _Cache:
+    """The prediction cache for this model and dev set; keys add the preprocessing and output."""
+
+    directory: Path | None
+    model_sha256: str
+    dataset: Dataset
+
+    def arrays(self, compute, **parts) -> tuple[dict[str, np.ndarray], bool]:
+        images = self.dataset.images
+
+        def make_key() -> str:
+            return cache_key(model=self.model_sha256, data=self.dataset.sha256, ids=images["id"].tolist(),
+                             files=files_fingerprint(images["_path"]), **parts)
+
+        return cached_arrays(self.directory, make_key, compute)
+
+
+def _detect_with_model(settings, model, dataset, classes, crowd, cache):
     from . import detect
 
     prep = model.preprocess(settings.preprocess)
@@ -163,16 +182,14 @@ def _detect_with_model(settings, model, dataset, classes, crowd, cache_dir):
                                 len(classes), str(settings.model))
             for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
 
-    key = cache_key(model=file_sha256(settings.model), data=dataset.sha256, ids=images["id"].tolist(),
-                    files=files_fingerprint(paths), prep=prep.key(), adapter=adapter, floor=floor,
-                    nms_iou=settings.nms_iou, classes=classes)
-    predictions, from_cache = cached_arrays(cache_dir, key, compute)
+    predictions, from_cache = cache.arrays(compute, prep=prep.key(), adapter=adapter, floor=floor,
+                                           nms_iou=settings.nms_iou, classes=classes)
     units, counts = detect.match_units(dataset.units, crowd, predictions, classes, thresholds,
                                        settings.iou_threshold)
     return units, counts, 0 if from_cache else len(paths)
 
 
-def _detect_from_file(settings, model, dataset, classes, crowd, cache_dir):
+def _detect_from_file(settings, model, dataset, classes, crowd, cache):
     from . import detect
     from .detection_predictions import read_detections
 
@@ -192,7 +209,7 @@ def _score_thresholds(settings: Settings, classes: tuple[str, ...]) -> np.ndarra
     return np.array([settings.class_thresholds.get(c, settings.score_threshold) for c in classes])
 
 
-def _classify_with_model(settings, model, dataset, classes, cache_dir):
+def _classify_with_model(settings, model, dataset, classes, cache):
     prep = model.preprocess(settings.preprocess)
     output = model.output_index(settings.output)
     where = f"{settings.model}: output '{model.output_names[output]}'"
@@ -210,9 +227,7 @@ def _classify_with_model(settings, model, dataset, classes, cache_dir):
             arrays["scores"] = joined.scores
         return arrays
 
-    key = cache_key(model=file_sha256(settings.model), data=dataset.sha256, ids=images["id"].tolist(),
-                    files=files_fingerprint(paths), prep=prep.key(), output=output, classes=classes)
-    arrays, from_cache = cached_arrays(cache_dir, key, compute)
+    arrays, from_cache = cache.arrays(compute, prep=prep.key(), output=output, classes=classes)
     prediction = classify.ClassPredictions(arrays["index"], arrays.get("scores"))
     names, scores = classify.predicted_labels(prediction, classes, settings.class_thresholds, settings.negative)
     units, counts = _with_hits(dataset, names, scores, classes, settings.negative)

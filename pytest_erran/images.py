@@ -35,19 +35,30 @@ class Preprocess:
         return np.empty((batch_size, self.height, self.width, self.channels), np.uint8)
 
     def to_input(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 NHWC pixels -> the model's input array, normalised in one pass."""
+        """uint8 NHWC pixels -> the model's input array, normalised in one pass into a new array
+        (so the pixel buffer is free again)."""
+        nchw = self.layout == "NCHW"
         if self.dtype == "uint8":
-            x = pixels
+            return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2) if nchw else pixels)
+        std = np.asarray(self.std, np.float32)
+        gain = np.float32(self.scale) / std
+        offset = -np.asarray(self.mean, np.float32) / std
+        n, h, w, c = pixels.shape
+        if nchw:
+            # Per-channel constants broadcast over H and W keep numpy's inner loop along W;
+            # broadcast along a last axis of 3 it would run 3 elements at a time (7x slower).
+            source = pixels.transpose(0, 3, 1, 2)
+            gain, offset = gain.reshape(-1, 1, 1), offset.reshape(-1, 1, 1)
         else:
-            gain = np.float32(self.scale) / np.asarray(self.std, np.float32)
-            offset = -np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
-            x = pixels * gain  # float32 result: gain is float32
-            x += offset
-            if self.dtype == "float16":
-                x = x.astype(np.float16)
-        if self.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x)
+            source = pixels.reshape(n, h, w * c)  # rows of W*C values: constants tiled W times
+            gain = np.tile(np.broadcast_to(gain, (c,)), w)
+            offset = np.tile(np.broadcast_to(offset, (c,)), w)
+        x = np.empty(source.shape, np.float32)
+        np.multiply(source, gain, out=x)
+        x += offset
+        if not nchw:
+            x = x.reshape(n, h, w, c)
+        return x.astype(np.float16) if self.dtype == "float16" else x
 
 
 def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
