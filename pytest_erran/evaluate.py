@@ -45,7 +45,8 @@ class Evaluation:
 
     @property
     def data(self) -> dict:
-        return {"path": str(self.dataset.path), "sha256": self.dataset.sha256, "units": len(self.units)}
+        return {"path": portable_path(self.dataset.path, self.settings.rootdir), "sha256": self.dataset.sha256,
+                "units": len(self.units)}
 
 
 def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
@@ -59,7 +60,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     loaded = time.perf_counter()
 
     source = settings.predictions or settings.model
-    identity = {"path": str(source), "sha256": file_sha256(source)}
+    identity = {"path": portable_path(source, settings.rootdir), "sha256": file_sha256(source)}
     cache = _Cache(cache_dir, identity["sha256"], dataset)
     if settings.task == "detection":
         predict = _detect_with_model if model is not None else _detect_from_file
@@ -81,6 +82,14 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": predicted,
                 "images": len(dataset.images)},
     )
+
+
+def portable_path(path: Path, rootdir: Path) -> str:
+    """Relative to the rootdir (with /) when inside it: baselines are committed and shared."""
+    try:
+        return Path(path).resolve().relative_to(rootdir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, ...],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ..evaluate import portable_path
+
 REPORT_VERSION = 1
 
 
@@ -22,7 +24,7 @@ def report_document(evaluation) -> dict:
     }
     if evaluation.baseline is not None:
         document["baseline"] = {
-            "path": str(evaluation.baseline.path),
+            "path": portable_path(evaluation.baseline.path, evaluation.settings.rootdir),
             "model": evaluation.baseline.document["model"],
             "created": evaluation.baseline.document["created"],
             **evaluation.drift,

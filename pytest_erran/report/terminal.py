@@ -32,7 +32,10 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
 
 def _header(evaluation) -> str:
     timing = evaluation.timing
-    text = (f"model {shown_path(evaluation.model['path'])}  data {shown_path(evaluation.dataset.path)}  "
+    settings = evaluation.settings
+    source = f"predictions {shown_path(settings.predictions)}" if settings.predictions else \
+        f"model {shown_path(settings.model)}"
+    text = (f"{source}  data {shown_path(evaluation.dataset.path)}  "
             f"{len(evaluation.units)} units in {timing['images']} images")
     if timing.get("predicted"):
         rate = timing["predicted"] / max(timing["predict_s"], 1e-9)
@@ -186,9 +189,12 @@ def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict
     if saved_baseline is not None:
         return (f"baseline saved to {shown_path(saved_baseline)}; commit it so the next run compares against it", {})
     if evaluation.baseline is not None:
+        if any(r.status == REGRESSED for r in failing):
+            return ("look at the newly missed images above; if the change is intended, accept these "
+                    "results as the new baseline with --erran-save-baseline", {"bold": True})
         if failing:
-            return ("look at the missed images above; if the change is intended, accept these results "
-                    "as the new baseline with --erran-save-baseline", {"bold": True})
+            return ("look at the missed images above: they keep buckets under their floors. To accept "
+                    "these results as the new baseline anyway, run again with --erran-save-baseline", {})
         return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
     hint = (f"no baseline at {shown_path(evaluation.settings.baseline_path)}: save this run as one with "
             "--erran-save-baseline, so later runs can catch regressions")
