@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ErranError
+from .locate import config_candidate
 
-CONFIG_FILE = "erran.toml"
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
 PATH_KEYS = ("model", "data", "predictions", "report", "baseline")
 
@@ -88,25 +88,19 @@ class Settings:
 
 def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
     """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
-        table = _read_toml(explicit)
-        # An explicit pyproject.toml means its [tool.erran] table.
-        if explicit.name == "pyproject.toml":
-            table = table.get("tool", {}).get("erran", {})
-        return explicit, table
-    candidate = rootdir / CONFIG_FILE
-    if candidate.is_file():
-        return candidate, _read_toml(candidate)
-    pyproject = rootdir / "pyproject.toml"
-    if pyproject.is_file():
-        # Cheap pre-check: most projects have no [tool.erran] and must not pay for parsing.
-        if "tool.erran" in pyproject.read_text(encoding="utf-8", errors="replace"):
-            table = _read_toml(pyproject).get("tool", {}).get("erran")
-            if table is not None:
-                return pyproject, table
-    return None, {}
+    if explicit is not None and not explicit.is_file():
+        raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
+    path = explicit or config_candidate(rootdir)
+    if path is None:
+        return None, {}
+    table = _read_toml(path)
+    if path.name == "pyproject.toml":
+        table = table.get("tool", {}).get("erran")
+        if table is None:
+            if explicit is not None:
+                raise ErranError(f"--erran-config: {explicit} has no [tool.erran] table")
+            return None, {}  # "tool.erran" appeared only in a comment or a string
+    return path, table
 
 
 def _read_toml(path: Path) -> dict:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .locate import config_candidate
+
 if TYPE_CHECKING:
     from .state import ErranState
 
@@ -71,10 +73,7 @@ def _may_be_active(config: pytest.Config) -> bool:
     option = config.option
     if option.erran_model or option.erran_predictions or option.erran_config:
         return True
-    if (config.rootpath / "erran.toml").is_file():
-        return True
-    pyproject = config.rootpath / "pyproject.toml"
-    return pyproject.is_file() and "tool.erran" in pyproject.read_text(encoding="utf-8", errors="replace")
+    return config_candidate(config.rootpath) is not None
 
 
 class ActivePlugin:
