@@ -54,4 +54,5 @@ class RequirementItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
-        return self.path, None, self.requirement.id
+        # A domain that is not a dotted Python name: pytest would turn its dots into "::".
+        return self.path, None, f"erran: {self.requirement.id}"

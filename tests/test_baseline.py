@@ -75,14 +75,14 @@ def test_save_compare_regress_and_accept(workflow):
     project.model(bias=WORSE)
     result, report = project.report()
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*recall[[]scratch[]]>=0.50 - regressed*"])
+    result.stdout.fnmatch_lines(["*recall(scratch)>=0.50 - regressed*"])
     scratch = {b["name"]: b for b in report["buckets"]}["scratch"]
     assert sorted(scratch["newly_missed"]) == sorted(f"u{i:03d}" for i in SCRATCH_FAINT)
     assert scratch["newly_caught"] == []
     assert scratch["regression_p"] == pytest.approx(regression_p(10, 0)) == pytest.approx(0.5 ** 10)
     assert scratch["baseline_recall"] == 1.0 and scratch["delta"] == pytest.approx(-10 / 30)
     outcome = {r["id"]: r["outcome"] for r in report["requirements"]}
-    assert outcome == {"recall[scratch]>=0.50": "regressed", "recall[dent]>=0.50": "passed"}
+    assert outcome == {"recall(scratch)>=0.50": "regressed", "recall(dent)>=0.50": "passed"}
     result.stdout.fnmatch_lines(["*newly missed in scratch: images/0001.png, images/0004.png*",
                                  "*accept these results as the new baseline with --erran-save-baseline*"])
     lines = [l for l in result.stdout.lines if l.startswith(("scratch ", "dent ", "all "))]
@@ -104,7 +104,7 @@ def test_a_small_drop_is_inconclusive_not_a_failure(project):
     project.model(bias=WORSE)
     result, report = project.report()
     assert result.ret == 0  # 2 flips: p = 0.25, could be noise
-    requirement = {r["id"]: r for r in report["requirements"]}["recall[scratch]>=0.50"]
+    requirement = {r["id"]: r for r in report["requirements"]}["recall(scratch)>=0.50"]
     assert requirement["outcome"] == "inconclusive" and requirement["passed"] is True
     result.stdout.fnmatch_lines(["*inconclusive*", "*ErranWarning*inconclusive*"])
 
@@ -192,7 +192,7 @@ def test_lower_bound_gate_and_too_small_bucket(project):
     result, report = project.report()
     assert result.ret == 1  # 10/10 scratches: lower bound 0.722 < 0.95, needs 73 positives
     by_id = {r["id"]: r for r in report["requirements"]}
-    assert by_id["recall[scratch]>=0.95"]["outcome"] == "too_small"
-    assert by_id["recall[scratch]>=0.95"]["positives_needed"] == 73
-    assert by_id["recall[dent]>=0.90"]["outcome"] == "too_small"
-    assert by_id["recall[dent]>=0.90"]["passed"] is True
+    assert by_id["recall(scratch)>=0.95"]["outcome"] == "too_small"
+    assert by_id["recall(scratch)>=0.95"]["positives_needed"] == 73
+    assert by_id["recall(dent)>=0.90"]["outcome"] == "too_small"
+    assert by_id["recall(dent)>=0.90"]["passed"] is True

@@ -310,12 +310,12 @@ HAND_BUCKETS = {  # name: (positives, missed ids, (tp, fp) or None)
     "severe": (5, [4, 7], None),
 }
 HAND_OUTCOMES = {
-    "recall[severe]>=0.90": "failed",
-    "recall[tube]>=0.50": "passed",
-    "precision[fin]>=0.80": "failed",
-    "precision[tube]>=0.50": "passed",
-    "fp_per_image[fin]<=0.50": "failed",
-    "fp_per_image[all]<=1.50": "passed",
+    "recall(severe)>=0.90": "failed",
+    "recall(tube)>=0.50": "passed",
+    "precision(fin)>=0.80": "failed",
+    "precision(tube)>=0.50": "passed",
+    "fp_per_image(fin)<=0.50": "failed",
+    "fp_per_image(all)<=1.50": "passed",
 }
 
 
@@ -339,9 +339,9 @@ def check_hand_report(result, report, object_id):
     outcomes = {r["id"]: r["outcome"] for r in report["requirements"]}
     assert outcomes == HAND_OUTCOMES
     values = {r["id"]: r["value"] for r in report["requirements"]}
-    assert values["precision[fin]>=0.80"] == pytest.approx(0.4)
-    assert values["fp_per_image[fin]<=0.50"] == pytest.approx(0.75)
-    assert values["recall[severe]>=0.90"] == pytest.approx(0.6)
+    assert values["precision(fin)>=0.80"] == pytest.approx(0.4)
+    assert values["fp_per_image(fin)<=0.50"] == pytest.approx(0.75)
+    assert values["recall(severe)>=0.90"] == pytest.approx(0.6)
 
 
 def test_buckets_precision_and_fp_per_image_by_hand(project):
@@ -431,7 +431,7 @@ def test_baseline_save_then_a_worse_predictions_file_regresses(project):
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*drop?all?<=0.02 - regressed*"])
     outcome = {r["id"]: r["outcome"] for r in after["requirements"]}
-    assert outcome == {"drop[all]<=0.02": "regressed"}
+    assert outcome == {"drop(all)<=0.02": "regressed"}
     everything = buckets_of(after)["all"]
     assert everything["newly_missed"] == lost  # object ids, in dataset order
     assert everything["newly_caught"] == []
@@ -458,7 +458,7 @@ def test_precision_on_a_where_bucket_is_a_usage_error(project):
         bucket = "edge"
         precision = 0.8
     """)
-    usage_error(project.run("--erran-predictions=preds.json"), "[[require]] precision[edge]>=0.80",
+    usage_error(project.run("--erran-predictions=preds.json"), "[[require]] precision(edge)>=0.80",
                 "precision is defined for a class's own bucket or 'all'")
 
 

@@ -128,7 +128,7 @@ def test_collect_only_lists_requirements_without_running_the_model(gated):
     project, _ = gated
     (project.path / "model.onnx").write_bytes(b"not a model")  # --co must not load it
     result = project.run("--co", "-q")
-    result.stdout.fnmatch_lines(["erran.toml::recall[[]dent[]]>=0.99", "erran.toml::recall[[]scratch[]]>=0.50"])
+    result.stdout.fnmatch_lines(["erran.toml::recall(dent)>=0.99", "erran.toml::recall(scratch)>=0.50"])
     assert result.ret == 0
 
 
@@ -142,7 +142,7 @@ def test_k_lf_and_junitxml_work_on_requirements(gated):
     assert outcomes.get("failed") == 1 and "passed" not in outcomes
     result = project.run("--junitxml=junit.xml")
     xml = (project.path / "junit.xml").read_text()
-    assert 'name="recall[dent]&gt;=0.99"' in xml and "<failure" in xml
+    assert 'name="recall(dent)&gt;=0.99"' in xml and "<failure" in xml
 
 
 def test_inactive_without_a_model(pytester):

@@ -47,15 +47,15 @@ def scipy_low(hits, n, confidence=CONFIDENCE):
 
 
 @pytest.mark.parametrize("requirement, expected", [
-    (Requirement("scratch", "recall", 0.9), "recall[scratch]>=0.90"),
-    (Requirement("x", "recall", 0.955), "recall[x]>=0.955"),
-    (Requirement("x", "drop", None, max_drop=0.02), "drop[x]<=0.02"),
-    (Requirement("x", "fp_per_image", 0.1), "fp_per_image[x]<=0.10"),
-    (Requirement("x", "precision", 0.8), "precision[x]>=0.80"),
-    (Requirement("x", "recall", 0.9, max_drop=0.02), "recall[x]>=0.90"),
-    (Requirement("x", "recall", 0.9, gate="lower_bound"), "recall[x]>=0.90"),
-    (Requirement("all", "recall", 1.0), "recall[all]>=1.00"),
-    (Requirement("x", "recall", 0.5), "recall[x]>=0.50"),
+    (Requirement("scratch", "recall", 0.9), "recall(scratch)>=0.90"),
+    (Requirement("x", "recall", 0.955), "recall(x)>=0.955"),
+    (Requirement("x", "drop", None, max_drop=0.02), "drop(x)<=0.02"),
+    (Requirement("x", "fp_per_image", 0.1), "fp_per_image(x)<=0.10"),
+    (Requirement("x", "precision", 0.8), "precision(x)>=0.80"),
+    (Requirement("x", "recall", 0.9, max_drop=0.02), "recall(x)>=0.90"),
+    (Requirement("x", "recall", 0.9, gate="lower_bound"), "recall(x)>=0.90"),
+    (Requirement("all", "recall", 1.0), "recall(all)>=1.00"),
+    (Requirement("x", "recall", 0.5), "recall(x)>=0.50"),
 ])
 def test_requirement_id(requirement, expected):
     assert requirement.id == expected
@@ -63,7 +63,7 @@ def test_requirement_id(requirement, expected):
 
 def test_verdict_id_is_the_requirement_id():
     requirement = recall(0.9, bucket="scratch")
-    assert judge(requirement, result(), ALPHA, CONFIDENCE).id == "recall[scratch]>=0.90"
+    assert judge(requirement, result(), ALPHA, CONFIDENCE).id == "recall(scratch)>=0.90"
 
 
 # --- recall floor on the point estimate --------------------------------------------------------
