@@ -9,11 +9,10 @@ import json
 import textwrap
 from collections import Counter
 
-import numpy as np
 import pytest
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from coco_reference import evaluate_at_one_iou
 from detection_builders import (
     Det,
     Obj,
@@ -86,15 +85,9 @@ def coco_reference(dev_json, scene, detections, thresholds, iou):
     results = [{"image_id": scene.image_id(d.image), "category_id": scene.categories[d.label],
                 "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]],
                 "score": d.score} for d in kept]
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt = COCO(str(dev_json))
-        dt = gt.loadRes(results)
-        evaluator = COCOeval(gt, dt, iouType="bbox")
-        evaluator.params.iouThrs = np.array([iou])
-        evaluator.params.maxDets = [100_000]
-        evaluator.params.areaRng = [[0, 1e10]]
-        evaluator.params.areaRngLbl = ["all"]
-        evaluator.evaluate()
+    evaluator = evaluate_at_one_iou(gt, results, iou)
     crowd = {o.id for o in scene.objects if o.crowd}
     name_of = {cid: name for name, cid in scene.categories.items()}
     hit, tp, fp, seen, ignored = {}, Counter(), Counter(), 0, 0

@@ -1,13 +1,9 @@
 """match_detections against pycocotools' COCOeval, box by box, on many random scenes."""
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from coco_reference import evaluate_at_one_iou, index
 from pytest_erran import matching
 from pytest_erran.matching import (
     BELOW_THRESHOLD,
@@ -61,17 +57,7 @@ def coco_reference(gt, pred, score_thresholds, iou_threshold):
         for k in kept
         for b in [pred["box"][k]]
     ]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)  # detection ids 1..n in list order
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        evaluator.params.iouThrs = np.array([iou_threshold])
-        evaluator.params.maxDets = [1_000_000]
-        evaluator.params.areaRng = [[0, 1e10]]
-        evaluator.params.areaRngLbl = ["all"]
-        evaluator.evaluate()
+    evaluator = evaluate_at_one_iou(index(dataset), results, iou_threshold)  # detection ids 1..n
 
     seen = np.zeros(len(kept), bool)
     for entry in evaluator.evalImgs:
