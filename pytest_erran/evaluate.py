@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import baseline as baseline_io
-from . import classify
+from . import classify, properties
 from .buckets import ALL, build_buckets, bucket_names, check_references
 from .cache import cache_key, cached_arrays, files_fingerprint
 from .config import Settings
@@ -54,6 +54,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     model = OnnxModel(settings.model) if settings.predictions is None else None
     dataset, file_classes, crowd = _load_dataset(settings)
     classes = _classes(settings, model, dataset, file_classes)
+    _add_image_properties(settings, dataset, cache_dir)
     # Everything that needs no predictions is checked before the model runs over every image.
     buckets = _checked_buckets(settings, dataset, classes, crowd)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
@@ -90,6 +91,30 @@ def portable_path(path: Path, rootdir: Path) -> str:
         return Path(path).resolve().relative_to(rootdir.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> None:
+    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them.
+    They depend on the images alone, so they are cached apart from any model's predictions."""
+    wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
+    if not wanted:
+        return
+    images = dataset.images
+    paths, sources = images["_path"].tolist(), images["_source"].tolist()
+
+    def make_key() -> str:
+        return cache_key(kind="properties", data=dataset.sha256, ids=images["id"].tolist(),
+                         files=files_fingerprint(paths))
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
+
+    values = cached_arrays(cache_dir, make_key, compute)[0]["values"]
+    rows = dataset.units["_image_index"].to_numpy()
+    for name in wanted:
+        column = values[:, properties.NAMES.index(name)]
+        images[name] = column
+        dataset.units[name] = column[rows]
 
 
 def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, ...],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,21 +62,13 @@ class Preprocess:
         return x.astype(np.float16) if self.dtype == "float16" else x
 
 
-def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
-    """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
-    (width, height). Any unreadable image is an error naming it: never skipped silently."""
+@contextmanager
+def open_image(path: str, source: str):
+    """The image at `path`; any failure to read it, then or while decoding it in the `with`
+    block, is an error naming it and its row: never an image skipped silently."""
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if prep.channels == 1 else "RGB")
-            size = image.size
-            target = (prep.width, prep.height)
-            if prep.resize == "letterbox":
-                _letterbox(image, out, target)
-            else:
-                if size != target:
-                    image = image.resize(target, Image.BILINEAR)
-                out[...] = np.asarray(image).reshape(out.shape)
-            return size
+            yield image
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         # PIL's "cannot identify image file '<path>'" would name the path a second time
         reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
@@ -84,6 +77,22 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tu
                              "the file") from None
         raise ErranError(f"{source}: cannot read image {path}: {reason}; fix or replace the file, "
                          "or remove its row") from None
+
+
+def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
+    """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
+    (width, height)."""
+    with open_image(path, source) as image:
+        image = image.convert("L" if prep.channels == 1 else "RGB")
+        size = image.size
+        target = (prep.width, prep.height)
+        if prep.resize == "letterbox":
+            _letterbox(image, out, target)
+        else:
+            if size != target:
+                image = image.resize(target, Image.BILINEAR)
+            out[...] = np.asarray(image).reshape(out.shape)
+        return size
 
 
 def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> None:
