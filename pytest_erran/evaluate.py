@@ -79,7 +79,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     return Evaluation(
         settings=settings, classes=classes, dataset=dataset, model=identity, units=units,
         buckets=results, verdicts=verdicts, baseline=baseline,
-        drift=_drift(units, settings.negative, baseline) if baseline else None,
+        drift=_drift(results[ALL], baseline) if baseline else None,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": predicted,
                 "images": len(dataset.images)},
     )
@@ -299,8 +299,7 @@ def _with_hits(dataset, names, scores, classes, negative):
     return units, counts
 
 
-def _drift(units: pd.DataFrame, negative: str | None, baseline) -> dict:
-    positive = units[units["label"] != negative] if negative is not None else units
-    now = dict(zip(positive["id"], positive["label"]))
-    shared = sum(1 for unit, label in now.items() if baseline.units.get(unit) == label)
-    return {"shared": shared, "added": len(now) - shared, "removed": len(baseline.units) - shared}
+def _drift(everything: BucketResult, baseline: baseline_io.Baseline) -> dict:
+    """The dev set against the baseline's: the 'all' bucket's comparison counts every positive."""
+    shared = everything.comparison.shared
+    return {"shared": shared, "added": everything.comparison.added, "removed": len(baseline.units) - shared}
