@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .buckets import positive_mask
 from .errors import ErranError
 from .files import write_json
 
@@ -74,7 +75,7 @@ def save_evaluation(path: Path, evaluation) -> None:
     """This run as a baseline: per bucket positives, hits and missed ids; every positive unit."""
     negative = evaluation.settings.negative
     units = evaluation.units
-    positive = units[units["label"] != negative] if negative is not None else units
+    positive = units[positive_mask(units, negative)]
     buckets = {
         name: {"positives": r.positives, "hits": r.hits, "recall": r.recall, "missed": r.missed}
         for name, r in evaluation.buckets.items()

@@ -22,6 +22,12 @@ class Bucket:
     kind: str = "custom"  # "all", "class" or "custom"
 
 
+def positive_mask(units: pd.DataFrame, negative: str | None) -> np.ndarray:
+    """The units recall counts: every unit whose true class is not the negative one."""
+    labels = units["label"].to_numpy()
+    return labels != negative if negative is not None else np.ones(len(units), bool)
+
+
 def bucket_names(classes: tuple[str, ...], negative: str | None, specs: tuple[BucketSpec, ...]) -> list[str]:
     """Every bucket name, checked for clashes, in a fixed order: all, classes, then custom."""
     names = [ALL] + [c for c in classes if c != negative]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import baseline as baseline_io
 from . import classify, properties
-from .buckets import ALL, build_buckets, bucket_names, check_references
+from .buckets import ALL, bucket_names, build_buckets, check_references, positive_mask
 from .cache import cache_key, cached_arrays, files_fingerprint
 from .config import Settings
 from .dataset import Dataset, check_labels, file_sha256, load_classification
@@ -136,8 +136,7 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
                 raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
                                  "class's own bucket or 'all' (predictions have a class, not a bucket)")
         buckets = build_buckets(dataset.units, classes, settings.negative, settings.buckets)
-        labels = dataset.units["label"].to_numpy()
-        positive = labels != settings.negative if settings.negative is not None else True
+        positive = positive_mask(dataset.units, settings.negative)
         for requirement in settings.requirements:
             if requirement.metric in ("recall", "drop") and not (buckets[requirement.bucket].mask & positive).any():
                 raise ErranError(f"[[require]] bucket = '{requirement.bucket}': the bucket has no "

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .baseline import Baseline
-from .buckets import Bucket
+from .buckets import Bucket, positive_mask
 from .metrics import regression_p, wilson
 
 
@@ -63,7 +63,7 @@ def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: st
                    baseline: Baseline | None) -> dict[str, BucketResult]:
     """`units` carries `_hit`; `precision_counts` maps a class (and "all") to (tp, fp)."""
     labels = units["label"].to_numpy()
-    positive = labels != negative if negative is not None else np.ones(len(units), bool)
+    positive = positive_mask(units, negative)
     hit = units["_hit"].to_numpy(bool)
     ids = units["id"].to_numpy()
     paths = units["_display"].to_numpy()
