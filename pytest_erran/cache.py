@@ -16,7 +16,9 @@ CACHE_VERSION = 1
 
 
 def cache_key(**parts) -> str:
-    text = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    from . import __version__  # another erran may decode or match differently
+
+    text = json.dumps({"v": CACHE_VERSION, "erran": __version__, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -58,8 +60,8 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
             try:
                 with np.load(target, allow_pickle=False) as stored:
                     return {name: stored[name] for name in stored.files}, True
-            except (OSError, ValueError):
-                pass  # a damaged cache entry is recomputed, never trusted
+            except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is
+                target.unlink(missing_ok=True)  # recomputed, never trusted
         arrays = compute()
         temp = directory / f".{key}.{os.getpid()}.npz"
         np.savez(temp, **arrays)

@@ -95,16 +95,22 @@ def predicted_labels(pred: ClassPredictions, classes: tuple[str, ...], threshold
     """
     names = np.asarray(classes, dtype=object)[pred.index]
     if pred.scores is None:
-        if thresholds:
-            raise ErranError("class_thresholds need class scores, but the model outputs only labels; "
-                             "remove class_thresholds or use a scores output")
-        return names, None
+        return apply_thresholds(names, None, thresholds, negative, "the model (labels only)"), None
     scores = as_probabilities(pred.scores)
     top = scores[np.arange(len(scores)), pred.index]
-    if thresholds:
-        if negative is None:
-            raise ErranError("class_thresholds need `negative`: the class a prediction below its "
-                             "threshold becomes")
-        limits = np.array([thresholds.get(c, -np.inf) for c in classes])
-        names = np.where(top < limits[pred.index], negative, names)
-    return names, top
+    return apply_thresholds(names, top, thresholds, negative, "the model"), top
+
+
+def apply_thresholds(names: np.ndarray, scores: np.ndarray | None, thresholds: dict[str, float],
+                     negative: str | None, source: str) -> np.ndarray:
+    """A prediction whose class has a threshold its score falls below becomes `negative`."""
+    if not thresholds:
+        return names
+    if scores is None:
+        raise ErranError(f"class_thresholds need a score per prediction, and {source} gives none; "
+                         "remove class_thresholds or give scores")
+    if negative is None:
+        raise ErranError("class_thresholds need `negative`: the class a prediction below its "
+                         "threshold becomes")
+    limits = np.array([thresholds.get(str(name), -np.inf) for name in names])
+    return np.where(scores < limits, negative, names)

@@ -61,7 +61,8 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     loaded = time.perf_counter()
 
     source = settings.predictions or settings.model
-    identity = {"path": portable_path(source, settings.rootdir), "sha256": file_sha256(source)}
+    identity = {"path": portable_path(source, settings.rootdir),
+                "sha256": model.sha256() if model is not None else file_sha256(source)}
     cache = _Cache(cache_dir, identity["sha256"], dataset)
     if settings.task == "detection":
         predict = _detect_with_model if model is not None else _detect_from_file
@@ -167,9 +168,13 @@ def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset,
              file_classes: tuple[str, ...] | None) -> tuple[str, ...]:
     """Model output index -> class name: the config, else the model's metadata, else (detection)
     the dev set's categories in id order, else (a predictions file) the labels seen."""
-    if settings.classes:
-        return settings.classes
     from_model = model.metadata_classes() if model is not None else None
+    if settings.classes:
+        if from_model and from_model != settings.classes:  # an order mix-up would map every score wrong
+            raise ErranError(f"{settings.source}: classes = {list(settings.classes)} but the model's "
+                             f"metadata says {list(from_model)} (output order); make them agree, or "
+                             "remove `classes` from the config")
+        return settings.classes
     if from_model:
         return from_model
     if file_classes:
@@ -273,11 +278,8 @@ def _classify_from_file(settings, dataset, classes):
     images = dataset.images
     labels, scores = read_classification(settings.predictions, images, dataset.all_ids,
                                          dataset.all_images, classes)
-    if settings.class_thresholds:
-        if scores is None:
-            raise ErranError(f"{settings.predictions}: class_thresholds need a `score` column")
-        limits = np.array([settings.class_thresholds.get(str(l), -np.inf) for l in labels])
-        labels = np.where(scores < limits, settings.negative, labels)
+    labels = classify.apply_thresholds(labels, scores, settings.class_thresholds, settings.negative,
+                                       f"{settings.predictions} (no `score` column)")
     units, counts = _with_hits(dataset, labels, scores, classes, settings.negative)
     return units, counts, 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +51,11 @@ class OnnxModel:
         self.input = self.session.get_inputs()[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def sha256(self) -> str:
+        """The model's identity: its file and every external-data file it names (weights kept
+        beside the graph, as large exports do), so new weights are never a cache hit."""
+        return model_sha256(self.path)
 
     def metadata_classes(self) -> tuple[str, ...] | None:
         raw = self.metadata.get("classes")
@@ -104,19 +111,44 @@ class OnnxModel:
         return batch if isinstance(batch, int) and batch > 0 else None
 
     def run(self, x: np.ndarray) -> list:
+        """The session's outputs for one batch; run_batches never passes more than a fixed
+        batch size, and a short last batch is padded to it."""
         fixed = self.fixed_batch()
         if fixed is None or fixed == len(x):
             return self.session.run(None, {self.input.name: x})
-        if fixed == 1:
-            results = [self.session.run(None, {self.input.name: x[i:i + 1]}) for i in range(len(x))]
-            return [_concat([r[k] for r in results]) for k in range(len(self.output_names))]
-        pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)  # a fixed batch needs a full one
+        pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)
         outputs = self.session.run(None, {self.input.name: np.concatenate([x, pad])})
         return [o[:len(x)] for o in outputs]
 
 
-def _concat(parts: list):
-    return parts[0].__class__(sum(parts, [])) if isinstance(parts[0], list) else np.concatenate(parts)
+def model_sha256(path: Path) -> str:
+    graph = path.read_bytes()
+    digest = hashlib.sha256(graph)
+    for name in sorted(external_data_files(graph)):
+        weights = path.parent / name
+        if weights.is_file():  # a missing one makes onnxruntime fail to load the model anyway
+            digest.update(name.encode() + b"\0" + hashlib.sha256(weights.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+# In the ONNX protobuf an external tensor names its file in an entry {key: "location", value}:
+# bytes 0x0a 0x08 "location" 0x12 <varint length> <file name>.
+_LOCATION = re.compile(rb"\x0a\x08location\x12")
+
+
+def external_data_files(model: bytes) -> set[str]:
+    names = set()
+    for match in _LOCATION.finditer(model):
+        position, length, shift = match.end(), 0, 0
+        while position < len(model):  # protobuf varint
+            byte = model[position]
+            length |= (byte & 0x7F) << shift
+            position += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        names.add(model[position:position + length].decode("utf-8", "replace"))
+    return names
 
 
 def default_threads() -> int:
@@ -131,7 +163,7 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
     the number of images; decode threads fill the next batches while the model runs."""
     fixed = model.fixed_batch()
-    if fixed is not None and fixed > 1:
+    if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
     count = len(paths)
     buffers = [prep.buffer(batch_size) for _ in range(SLOTS)]
