@@ -16,7 +16,6 @@ import pandas as pd
 from .errors import ErranError
 from .tables import read_table
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 TEXT_COLUMNS = ("id", "image", "label", "tags", "split")
 
 
@@ -80,6 +79,10 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
         )
     if frame.empty:
         raise ErranError(f"{path}: the manifest has no rows; add one row per dev image")
+    reserved = [c for c in frame.columns if str(c).startswith("_") or c == "image_id"]
+    if reserved:
+        raise ErranError(f"{path}: the column '{reserved[0]}' is a name pytest-erran uses itself "
+                         "(image_id, and names starting with _); rename it")
     frame["_source"] = sources
     if "id" in frame.columns:
         frame["id"] = frame["id"].where(frame["id"] != "", frame["image"])
@@ -124,19 +127,25 @@ def _split_tags(column: pd.Series) -> list[tuple[str, ...]]:
 
 
 def _image_folder(root: Path) -> tuple[pd.DataFrame, str]:
-    """`root/<class>/<image>`, the torchvision ImageFolder layout, sorted for a stable order."""
+    """`root/<class>/.../<image>`, the torchvision ImageFolder layout (subfolders of a class
+    belong to it), sorted for a stable order. An image outside any class folder is an error."""
+    from PIL import Image
+
+    suffixes = set(Image.registered_extensions())  # every format PIL can read
+    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if stray:
+        raise ErranError(f"{root / stray[0]}: an image outside any class folder; an ImageFolder dev "
+                         f"set is laid out as {root}/<class>/<image>: move it into its class folder")
     rows = []
     digest = hashlib.sha256()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-            if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
-                relative = f"{class_dir.name}/{entry.name}"
-                stat = entry.stat()
-                digest.update(f"{relative}\0{stat.st_size}\0".encode())
-                rows.append(
-                    {"id": relative, "image": relative, "label": class_dir.name, "tags": (),
-                     "_path": str(Path(entry.path).resolve()), "_source": str(Path(entry.path))}
-                )
+        for path in sorted(class_dir.rglob("*")):
+            relative = path.relative_to(root).as_posix()
+            if path.suffix.lower() not in suffixes or not path.is_file() or "/." in f"/{relative}":
+                continue  # not an image (or hidden)
+            digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+            rows.append({"id": relative, "image": relative, "label": class_dir.name, "tags": (),
+                         "_path": str(path.resolve()), "_source": str(path)})
     if not rows:
         raise ErranError(
             f"{root}: no images found; an ImageFolder dev set is laid out as {root}/<class>/<image>"

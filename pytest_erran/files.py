@@ -9,17 +9,35 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """A temp file beside `path`, then a rename. Errors name `path`, not the temp file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temp, _mode_for(path))  # mkstemp makes it private (0600)
         os.replace(temp, path)
+    except OSError as e:
+        os.unlink(temp)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         os.unlink(temp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The mode the file has, or what the umask gives a new file."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_json(path: Path, document: dict) -> None:

@@ -8,8 +8,8 @@ from .config import Requirement, format_threshold
 from .metrics import positives_needed, wilson
 from .results import BucketResult
 
-PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL = (
-    "passed", "failed", "regressed", "inconclusive", "too_small")
+PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL, SKIPPED = (
+    "passed", "failed", "regressed", "inconclusive", "too_small", "skipped")
 
 
 @dataclass
@@ -19,7 +19,6 @@ class Verdict:
     passed: bool
     outcome: str
     message: str
-    skipped: bool = False  # a max_drop-only requirement with no baseline to compare against
     needed: int | None = None  # positives a too-small bucket would need
 
     @property
@@ -27,8 +26,13 @@ class Verdict:
         return self.requirement.id
 
     @property
+    def skipped(self) -> bool:
+        """A max_drop-only requirement with nothing to compare against."""
+        return self.outcome == SKIPPED
+
+    @property
     def warning(self) -> bool:
-        return self.passed and self.outcome in (INCONCLUSIVE, TOO_SMALL)
+        return self.passed and self.outcome in (INCONCLUSIVE, TOO_SMALL, SKIPPED)
 
 
 def judge(requirement: Requirement, result: BucketResult, alpha: float, confidence: float) -> Verdict:
@@ -38,11 +42,11 @@ def judge(requirement: Requirement, result: BucketResult, alpha: float, confiden
     if requirement.max_drop is None:
         return floor
     drop = _drop(requirement, result, alpha)
-    if drop is None:  # no baseline yet, or no shared units to compare
+    if drop is None:
+        why = _not_compared(result)
         if floor is None:
-            return Verdict(requirement, None, True, PASSED, "no baseline to compare against yet; "
-                           "save one with --erran-save-baseline", skipped=True)
-        floor.message += "; max_drop not checked: no baseline to compare against"
+            return Verdict(requirement, None, True, SKIPPED, why)
+        floor.message += f"; max_drop not checked: {why}"
         return floor
     if floor is None:
         return drop
@@ -52,6 +56,14 @@ def judge(requirement: Requirement, result: BucketResult, alpha: float, confiden
     drop.message = f"{floor.message}; {drop.message}"
     drop.value = floor.value
     return drop
+
+
+def _not_compared(result: BucketResult) -> str:
+    if result.comparison is None:
+        return "no baseline to compare against yet; save one with --erran-save-baseline"
+    # A baseline exists but none of this bucket's units are in it: renamed ids, replaced data.
+    return (f"the baseline shares none of this bucket's {result.positives} positives (were the ids "
+            "renamed or the data replaced?); save a new baseline with --erran-save-baseline")
 
 
 def _floor(requirement: Requirement, result: BucketResult, confidence: float) -> Verdict | None:

@@ -68,7 +68,7 @@ def open_image(path: str, source: str):
     block, is an error naming it and its row: never an image skipped silently."""
     try:
         with Image.open(path) as image:
-            yield image
+            yield eight_bit(image)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         # PIL's "cannot identify image file '<path>'" would name the path a second time
         reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
@@ -77,6 +77,17 @@ def open_image(path: str, source: str):
                              "the file") from None
         raise ErranError(f"{source}: cannot read image {path}: {reason}; fix or replace the file, "
                          "or remove its row") from None
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit gray images scaled to 8 bits: PIL's convert() would clip them at 255,
+    turning most of a 16-bit inspection image white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image).astype(np.int64)
+        if image.mode == "I" and pixels.max(initial=0) <= 255:
+            return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "L")
+        return Image.fromarray((pixels.clip(0, 65535) >> 8).astype(np.uint8), "L")
+    return image
 
 
 def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:

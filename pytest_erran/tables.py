@@ -29,7 +29,8 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
         frame = _read_parquet(path)
         locations = [f"{path.name} row {i + 1}" for i in range(len(frame))]
     else:
-        raise ErranError(f"{path}: unknown table format '{suffix}'; use .csv, .jsonl or .parquet")
+        coco = " (a COCO .json dev set needs task = \"detection\")" if suffix == ".json" else ""
+        raise ErranError(f"{path}: unknown table format '{suffix}'; use .csv, .jsonl or .parquet{coco}")
     frame = frame.reset_index(drop=True)
     for column in frame.columns:
         if column in text_columns:
@@ -100,6 +101,8 @@ def _as_text(column: pd.Series) -> pd.Series:
     def text(value) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return ""
+        if isinstance(value, (list, tuple)):  # JSONL tags written as a list
+            return ";".join(map(str, value))
         if isinstance(value, float) and value.is_integer():
             return str(int(value))  # JSON 1 and Parquet 1.0 both mean class "1"
         return str(value)

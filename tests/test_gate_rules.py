@@ -12,7 +12,7 @@ from scipy import stats
 from pytest_erran.baseline import Baseline
 from pytest_erran.buckets import Bucket
 from pytest_erran.config import Requirement
-from pytest_erran.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, TOO_SMALL, judge
+from pytest_erran.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL, judge
 from pytest_erran.metrics import positives_needed
 from pytest_erran.results import BucketResult, Comparison, bucket_results
 
@@ -259,16 +259,18 @@ def test_alpha_one_with_real_flip_counts():
 def test_drop_only_without_baseline_is_skipped():
     verdict = judge(drop_only(0.02), result(comparison=None), ALPHA, CONFIDENCE)
     assert verdict.skipped is True
-    assert verdict.passed is True and verdict.outcome == PASSED
-    assert verdict.warning is False
+    assert verdict.passed is True and verdict.outcome == SKIPPED  # never reported as "passed"
+    assert verdict.warning is True
     assert verdict.value is None
+    assert "no baseline to compare against yet" in verdict.message
 
 
 def test_drop_only_without_shared_units_is_skipped():
     empty = Comparison(shared=0, added=10, baseline_recall=None, delta=None, newly_missed=[],
                        newly_caught=[], regression_p=1.0)
     verdict = judge(drop_only(0.02), result(comparison=empty), ALPHA, CONFIDENCE)
-    assert verdict.skipped is True and verdict.passed
+    assert verdict.skipped is True and verdict.passed and verdict.outcome == SKIPPED
+    assert "the baseline shares none of this bucket's" in verdict.message  # not "no baseline"
 
 
 def test_drop_only_with_baseline_is_judged_on_the_drop():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 
 from ..config import format_threshold
-from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, TOO_SMALL
+from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
 
 SHOWN_MISSES = 5
 STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",
-               INCONCLUSIVE: "inconclusive", PASSED: "passed"}
+               INCONCLUSIVE: "inconclusive", PASSED: "passed", SKIPPED: "not compared"}
 MARKUP = {FAILED: {"red": True, "bold": True}, REGRESSED: {"red": True, "bold": True},
-          TOO_SMALL: {"yellow": True}, INCONCLUSIVE: {"yellow": True}, PASSED: {"green": True}}
+          TOO_SMALL: {"yellow": True}, INCONCLUSIVE: {"yellow": True}, PASSED: {"green": True},
+          SKIPPED: {"yellow": True}}
 
 
 def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tuple[str, dict]]:
@@ -59,16 +60,8 @@ class Row:
     def __init__(self, result, verdicts):
         self.result = result
         self.verdicts = verdicts
-        order = [FAILED, REGRESSED, TOO_SMALL, INCONCLUSIVE, PASSED]
-        failing = [v for v in verdicts if not v.passed]
-        warnings = [v for v in verdicts if v.warning]
-        self.status = None
-        if failing:
-            self.status = min((v.outcome for v in failing), key=order.index)
-        elif warnings:
-            self.status = min((v.outcome for v in warnings), key=order.index)
-        elif verdicts:
-            self.status = PASSED
+        order = [FAILED, REGRESSED, TOO_SMALL, INCONCLUSIVE, SKIPPED, PASSED]
+        self.status = min((v.outcome for v in verdicts), key=order.index) if verdicts else None
 
     @property
     def failing(self) -> bool:
@@ -80,15 +73,25 @@ class Row:
 
     @property
     def shortfall(self) -> float:
+        """How far below its floor (in the metric's units): a regression has no shortfall."""
         gaps = [v.requirement.threshold - v.value for v in self.verdicts
-                if not v.passed and v.value is not None and v.requirement.threshold is not None
+                if v.outcome in (FAILED, TOO_SMALL) and not v.passed and v.value is not None
                 and v.requirement.metric != "fp_per_image"]
         return max(gaps, default=0.0)
+
+    @property
+    def status_text(self) -> str:
+        text = STATUS_TEXT.get(self.status, "")
+        return text.upper() if self.failing else text  # a failing too_small is a failure
+
+    @property
+    def markup(self) -> dict:
+        return MARKUP[FAILED] if self.failing else MARKUP.get(self.status, {})
 
     def rank(self) -> tuple:
         if self.failing:
             return (0, -self.newly_missed, -self.shortfall)
-        if self.status in (INCONCLUSIVE, TOO_SMALL):
+        if self.status in (INCONCLUSIVE, TOO_SMALL, SKIPPED):
             return (1, -self.newly_missed, 0.0)
         return (2 if self.status else 3, 0, 0.0)
 
@@ -123,7 +126,7 @@ def _number(value, digits=3) -> str:
 def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
     compare = evaluation.baseline is not None
     precision = any(r.result.true_positives is not None for r in rows) and evaluation.task == "detection"
-    head = ["bucket", "positives", "recall", "95% interval"]
+    head = ["bucket", "positives", "recall", f"{evaluation.settings.confidence:.0%} interval"]
     if compare:
         head += ["baseline", "delta", "-missed/+caught", "p"]
     if precision:
@@ -140,8 +143,8 @@ def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
                       f"-{len(c.newly_missed)}/+{len(c.newly_caught)}", f"{c.regression_p:.3g}"]
         if precision:
             cells += [_number(r.precision), _number(r.fp_per_image)]
-        cells += [_required(row.verdicts), STATUS_TEXT.get(row.status, "")]
-        body.append((cells, MARKUP.get(row.status, {})))
+        cells += [_required(row.verdicts), row.status_text]
+        body.append((cells, row.markup))
     widths = [max(len(head[i]), *(len(cells[i]) for cells, _ in body)) for i in range(len(head))]
 
     def fmt(cells):
@@ -158,7 +161,7 @@ def _signed(value) -> str:
 def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
     lines = []
     for row in rows:
-        if not row.failing and row.status not in (INCONCLUSIVE,):
+        if not row.failing and row.status not in (INCONCLUSIVE, SKIPPED):
             continue
         r = row.result
         lines.append(("", {}))
@@ -193,7 +196,8 @@ def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict
             return ("look at the newly missed images above; if the change is intended, accept these "
                     "results as the new baseline with --erran-save-baseline", {"bold": True})
         if failing:
-            return ("look at the missed images above: they keep buckets under their floors. To accept "
+            return ("look at the missed images above: they keep buckets under their floors (or too "
+                    "few to tell). To accept "
                     "these results as the new baseline anyway, run again with --erran-save-baseline", {})
         return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
     hint = (f"no baseline at {shown_path(evaluation.settings.baseline_path)}: save this run as one with "
