@@ -7,7 +7,8 @@ import pandas as pd
 
 from . import detection_outputs
 from .errors import ErranError
-from .matching import match_detections, per_class_counts
+from .matching import FALSE_POSITIVE, match_detections, per_class_counts
+from .results import PrecisionCounts
 
 ADAPTERS = ("boxes_scores_labels", "yolo")
 EMPTY = {"image": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
@@ -65,8 +66,10 @@ def concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def match_units(units: pd.DataFrame, crowd: pd.DataFrame, predictions: dict[str, np.ndarray],
-                classes: tuple[str, ...], thresholds: np.ndarray, iou_threshold: float):
-    """`_hit` per ground-truth object, and (true positives, false positives) per class and 'all'."""
+                classes: tuple[str, ...], thresholds: np.ndarray, iou_threshold: float,
+                image_names: list[str]):
+    """`_hit` per ground-truth object, and per class and 'all' the true positives, false
+    positives and the image of each false positive (`image_names` by image index)."""
     index = {c: i for i, c in enumerate(classes)}
     gt = pd.concat([units[["_image_index", "label", "x1", "y1", "x2", "y2"]],
                     crowd[["_image_index", "label", "x1", "y1", "x2", "y2"]]], ignore_index=True)
@@ -80,6 +83,11 @@ def match_units(units: pd.DataFrame, crowd: pd.DataFrame, predictions: dict[str,
     )
     units = units.assign(_hit=result.gt_hit[: len(units)])
     tp, fp = per_class_counts(predictions["label"], result.pred_outcome, len(classes))
-    counts = {c: (int(tp[i]), int(fp[i])) for i, c in enumerate(classes)}
-    counts["all"] = (int(tp.sum()), int(fp.sum()))
+    wrong = result.pred_outcome == FALSE_POSITIVE
+    names = np.asarray(image_names, dtype=object)
+    counts = {c: PrecisionCounts(int(tp[i]), int(fp[i]),
+                                 names[np.sort(predictions["image"][wrong & (predictions["label"] == i)])].tolist())
+              for i, c in enumerate(classes)}
+    counts["all"] = PrecisionCounts(int(tp.sum()), int(fp.sum()),
+                                    names[np.sort(predictions["image"][wrong])].tolist())
     return units, counts

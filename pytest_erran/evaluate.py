@@ -17,7 +17,7 @@ from .config import Settings
 from .dataset import Dataset, check_labels, file_sha256, load_classification
 from .errors import ErranError
 from .gate import Verdict, judge
-from .results import BucketResult, bucket_results
+from .results import BucketResult, PrecisionCounts, bucket_results
 from .runner import OnnxModel, default_threads, run_batches
 
 
@@ -223,7 +223,7 @@ def _detect_with_model(settings, model, dataset, classes, crowd, cache):
     predictions, from_cache = cache.arrays(compute, prep=prep.key(), adapter=adapter, floor=floor,
                                            nms_iou=settings.nms_iou, classes=classes)
     units, counts = detect.match_units(dataset.units, crowd, predictions, classes, thresholds,
-                                       settings.iou_threshold)
+                                       settings.iou_threshold, dataset.images["image"].tolist())
     return units, counts, 0 if from_cache else len(paths)
 
 
@@ -239,7 +239,8 @@ def _detect_from_file(settings, model, dataset, classes, crowd, cache):
     predictions = read_detections(settings.predictions, dataset.images, classes, dataset.all_ids,
                                   dataset.all_images, category_ids)
     units, counts = detect.match_units(dataset.units, crowd, predictions, classes,
-                                       _score_thresholds(settings, classes), settings.iou_threshold)
+                                       _score_thresholds(settings, classes), settings.iou_threshold,
+                                       dataset.images["image"].tolist())
     return units, counts, 0
 
 
@@ -285,18 +286,24 @@ def _classify_from_file(settings, dataset, classes):
 
 
 def _with_hits(dataset, names, scores, classes, negative):
+    """Hit per image, and per defect class (and all) the right and wrong predictions of it."""
     units = dataset.units.copy()
     units["_pred"] = names
     units["_score"] = scores if scores is not None else np.nan
     truth = units["label"].to_numpy()
     units["_hit"] = truth == names
+    shown = units["_display"].to_numpy()
     counts = {}
     for cls in classes:
         if cls != negative:
             predicted = names == cls
-            counts[cls] = (int((predicted & (truth == cls)).sum()), int((predicted & (truth != cls)).sum()))
+            wrong = predicted & (truth != cls)
+            counts[cls] = PrecisionCounts(int((predicted & (truth == cls)).sum()), int(wrong.sum()),
+                                          shown[wrong].tolist())
     if counts:
-        counts["all"] = tuple(map(sum, zip(*counts.values())))
+        wrong = (names != negative) & (truth != names)
+        counts[ALL] = PrecisionCounts(sum(c.true_positives for c in counts.values()), int(wrong.sum()),
+                                      shown[wrong].tolist())
     return units, counts
 
 

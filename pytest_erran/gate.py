@@ -92,8 +92,9 @@ def _floor(requirement: Requirement, result: BucketResult, confidence: float) ->
     best_low = wilson(n, n, confidence)[0]
     if best_low < threshold:  # even a perfect score could not show the floor is met
         needed = positives_needed(threshold, confidence)
-        need = f"{needed} positives" if needed else "more positives than any finite bucket"
-        small = (f"too small to tell: with {n} positives even {n}/{n} leaves the "
+        counted = "predictions" if requirement.metric == "precision" else "positives"
+        need = f"{needed} {counted}" if needed else f"more {counted} than any finite bucket"
+        small = (f"too small to tell: with {n} {counted} even {n}/{n} leaves the "
                  f"{confidence:.0%} lower bound at {best_low:.3f} < {shown}; it would need {need}")
         if requirement.gate == "lower_bound":
             return Verdict(requirement, low, False, TOO_SMALL, f"{point}: {small}", needed=needed)

@@ -26,6 +26,15 @@ class Comparison:
 
 
 @dataclass
+class PrecisionCounts:
+    """The predictions of one class (or of all): right, wrong, and where the wrong ones are."""
+
+    true_positives: int
+    false_positives: int
+    false_positive_images: list[str]  # one entry per false positive, in dataset order
+
+
+@dataclass
 class BucketResult:
     name: str
     positives: int
@@ -39,6 +48,7 @@ class BucketResult:
     true_positives: int | None = None
     false_positives: int | None = None
     images: int | None = None
+    false_positive_images: list[str] = field(default_factory=list)
     comparison: Comparison | None = None
 
     @property
@@ -59,9 +69,9 @@ class BucketResult:
 
 
 def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: str | None,
-                   confidence: float, precision_counts: dict[str, tuple[int, int]], images: int,
+                   confidence: float, precision_counts: dict[str, PrecisionCounts], images: int,
                    baseline: Baseline | None) -> dict[str, BucketResult]:
-    """`units` carries `_hit`; `precision_counts` maps a class (and "all") to (tp, fp)."""
+    """`units` carries `_hit`; `precision_counts` maps a class (and "all") to its counts."""
     labels = units["label"].to_numpy()
     positive = positive_mask(units, negative)
     hit = units["_hit"].to_numpy(bool)
@@ -75,11 +85,14 @@ def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: st
         missed = members & ~hit
         low, high = wilson(hits, n, confidence)
         # Predictions belong to a class, so precision exists for class buckets and "all" only.
-        tp, fp = precision_counts.get(bucket.name, (None, None)) if bucket.kind != "custom" else (None, None)
+        counts = precision_counts.get(bucket.name) if bucket.kind != "custom" else None
         results[name] = BucketResult(
             name=name, positives=n, hits=hits, ci_low=low, ci_high=high,
             missed=ids[missed].tolist(), missed_paths=paths[missed].tolist(), kind=bucket.kind,
-            true_positives=tp, false_positives=fp, images=images if tp is not None else None,
+            true_positives=counts.true_positives if counts else None,
+            false_positives=counts.false_positives if counts else None,
+            images=images if counts else None,
+            false_positive_images=counts.false_positive_images if counts else [],
             comparison=_compare(ids[members], hit[members], labels[members], baseline) if baseline else None,
         )
     return results

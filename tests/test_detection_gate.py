@@ -365,6 +365,14 @@ def test_buckets_precision_and_fp_per_image_by_hand(project):
     edge = table["edge"].split()
     assert edge[1:3] == ["3", "0.333"] and "-" in edge  # no precision for a where-bucket
     result.stdout.fnmatch_lines(["*missed in severe: images/001.png #4, images/003.png #7*"])
+    # the fin false positives by hand: the duplicate on image 0, tube 4 called fin, image 2's
+    false_positives = {b["name"]: b.get("false_positive_images") for b in report["buckets"]}
+    assert false_positives["fin"] == ["images/000.png", "images/001.png", "images/002.png"]
+    assert false_positives["tube"] == ["images/003.png"]
+    assert false_positives["all"] == ["images/000.png", "images/001.png", "images/002.png",
+                                      "images/003.png"]
+    result.stdout.fnmatch_lines(["*false positives of fin: images/000.png, images/001.png, "
+                                 "images/002.png"])
 
 
 # --- 4. an object-table dev set, through a model ------------------------------------------------

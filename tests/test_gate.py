@@ -236,3 +236,25 @@ def test_report_header_names_model_data_and_config(gated):
     project, _ = gated
     result = project.run()
     result.stdout.fnmatch_lines(["erran: model *model.onnx, data *dev.csv, 2 requirement(s) from *erran.toml"])
+
+
+def test_classification_precision_and_its_false_positives(project):
+    rows = rows_with_misses(n=12, missed=())
+    for row in rows:
+        if row["id"] in ("u000", "u003"):  # two "ok" images that look like scratches
+            row["looks_like"] = "scratch"
+    project.model()
+    project.data(rows)
+    project.config("""
+    [[require]]
+    bucket = "scratch"
+    precision = 0.9
+    """)
+    result, report = project.report()
+    scratch = {b["name"]: b for b in report["buckets"]}["scratch"]
+    true_scratches = sum(1 for r in rows if r["label"] == "scratch")  # all caught
+    assert (scratch["true_positives"], scratch["false_positives"]) == (true_scratches, 2)
+    assert scratch["precision"] == pytest.approx(true_scratches / (true_scratches + 2))
+    assert scratch["false_positive_images"] == ["images/0000.png", "images/0003.png"]
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*false positives of scratch: images/0000.png, images/0003.png"])

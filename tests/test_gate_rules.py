@@ -14,7 +14,7 @@ from pytest_erran.buckets import Bucket
 from pytest_erran.config import Requirement
 from pytest_erran.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL, judge
 from pytest_erran.metrics import positives_needed
-from pytest_erran.results import BucketResult, Comparison, bucket_results
+from pytest_erran.results import BucketResult, Comparison, PrecisionCounts, bucket_results
 
 ALPHA, CONFIDENCE = 0.05, 0.95
 
@@ -519,8 +519,8 @@ def _class_setup():
 
     frame = _frame().assign(tags=[()] * len(UNITS))
     buckets = build_buckets(frame, ("ok", "scratch", "dent"), "ok", (BucketSpec("fresh", tag="x"),))
-    counts = {"scratch": (3, 1), "dent": (1, 2)}
-    counts["all"] = (4, 3)  # as evaluate._with_hits builds it
+    counts = {"scratch": PrecisionCounts(3, 1, ["a.png"]), "dent": PrecisionCounts(1, 2, ["b.png", "c.png"])}
+    counts["all"] = PrecisionCounts(4, 3, ["a.png", "b.png", "c.png"])  # as evaluate._with_hits builds it
     return bucket_results(frame, buckets, "ok", CONFIDENCE, counts, 10, None)
 
 
@@ -537,6 +537,7 @@ def test_precision_counts_reach_the_all_bucket():
     assert (results["all"].true_positives, results["all"].false_positives) == (4, 3)
     assert results["all"].precision == pytest.approx(4 / 7)
     assert results["all"].fp_per_image == pytest.approx(3 / 10)
+    assert results["all"].false_positive_images == ["a.png", "b.png", "c.png"]
 
 
 def test_fp_per_image_on_all_fails_when_there_are_too_many_false_positives():

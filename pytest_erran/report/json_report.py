@@ -44,7 +44,8 @@ def _bucket(result) -> dict:
     }
     if result.true_positives is not None:
         entry.update(true_positives=result.true_positives, false_positives=result.false_positives,
-                     precision=result.precision, fp_per_image=result.fp_per_image)
+                     precision=result.precision, fp_per_image=result.fp_per_image,
+                     false_positive_images=result.false_positive_images)
     comparison = result.comparison
     if comparison is not None:
         entry.update(baseline_recall=comparison.baseline_recall, delta=comparison.delta,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from ..config import format_threshold
 from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
@@ -168,6 +169,9 @@ def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
         for verdict in row.verdicts:
             if not verdict.passed or verdict.warning:
                 lines.append((f"{verdict.id}: {verdict.message}", MARKUP.get(verdict.outcome, {})))
+        if any(v.requirement.metric in ("precision", "fp_per_image") and v.outcome != PASSED
+               for v in row.verdicts) and r.false_positive_images:
+            lines.append((_listing(f"false positives of {r.name}", _counted(r.false_positive_images)), {}))
         comparison = r.comparison
         if comparison is not None and comparison.newly_missed:
             lines.append((_listing(f"newly missed in {r.name}", _paths_of(r, comparison.newly_missed)), {}))
@@ -179,6 +183,12 @@ def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
 def _paths_of(result, ids: list[str]) -> list[str]:
     path_of = dict(zip(result.missed, result.missed_paths))
     return [path_of.get(unit, unit) for unit in ids]
+
+
+def _counted(paths: list[str]) -> list[str]:
+    """Each image once, most false positives first: "a.png (x3)"."""
+    counts = Counter(paths)
+    return [f"{path} (x{n})" if n > 1 else path for path, n in counts.most_common()]
 
 
 def _listing(title: str, items: list[str]) -> str:
