@@ -86,10 +86,22 @@ class ActivePlugin:
         return self.state.header()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        # Runs before xdist starts its workers (its hook is trylast), so the model runs once
-        # here and the workers find its predictions in the cache.
-        if not session.config.option.collectonly:
+        # Under xdist the controller runs the model here, before its workers start (xdist's
+        # hook is trylast), and the workers then find the predictions in the cache.
+        distributing = session.config.pluginmanager.has_plugin("dsession")
+        if self._evaluates(session) and (distributing or self.state.is_worker):
             self.state.evaluate()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session):
+        # Otherwise here: after the header, and inside the session's timing.
+        if self._evaluates(session) and self.state.evaluation is None:
+            self.state.evaluate()
+        return (yield)
+
+    @staticmethod
+    def _evaluates(session: pytest.Session) -> bool:
+        return not session.config.option.collectonly
 
     def pytest_collect_file(self, file_path, parent):
         if file_path == self.state.gate_path:
