@@ -18,8 +18,7 @@ ALL = "all"
 class Bucket:
     name: str
     mask: np.ndarray  # bool, one per unit
-    cls: str | None = None  # set for a class's own bucket (and "all"): precision is defined there
-    kind: str = "custom"  # "all", "class" or "custom"
+    kind: str = "custom"  # "all", "class" (precision is defined for these two) or "custom"
 
 
 def positive_mask(units: pd.DataFrame, negative: str | None) -> np.ndarray:
@@ -69,7 +68,7 @@ def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str |
     buckets = {ALL: Bucket(ALL, np.ones(len(units), bool), kind="all")}
     for cls in classes:
         if cls != negative:
-            buckets[cls] = Bucket(cls, labels == cls, cls=cls, kind="class")
+            buckets[cls] = Bucket(cls, labels == cls, kind="class")
     for spec in specs:
         mask = np.ones(len(units), bool)
         if spec.where is not None:
