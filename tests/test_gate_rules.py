@@ -430,8 +430,8 @@ def _buckets(frame):
     ids = frame["id"].to_numpy()
     return {
         "all": Bucket("all", np.ones(len(frame), bool), kind="all"),
-        "scratch": Bucket("scratch", labels == "scratch", cls="scratch", kind="class"),
-        "dent": Bucket("dent", labels == "dent", cls="dent", kind="class"),
+        "scratch": Bucket("scratch", labels == "scratch", kind="class"),
+        "dent": Bucket("dent", labels == "dent", kind="class"),
         "fresh": Bucket("fresh", np.isin(ids, ["u5", "u6"])),
     }
 
