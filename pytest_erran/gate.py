@@ -26,6 +26,11 @@ class Verdict:
         return self.requirement.id
 
     @property
+    def headline(self) -> str:
+        """'recall(dent)>=0.85 failed: recall 0.720 (36/50) < 0.85'"""
+        return f"{self.id} {self.outcome}: {self.message}"
+
+    @property
     def skipped(self) -> bool:
         """A max_drop-only requirement with nothing to compare against."""
         return self.outcome == SKIPPED
@@ -125,7 +130,6 @@ def _drop(requirement: Requirement, result: BucketResult, alpha: float) -> Verdi
         return Verdict(requirement, drop, True, PASSED, f"{change}: drop within {limit}")
     if comparison.regression_p < alpha:
         return Verdict(requirement, drop, False, REGRESSED,
-                       f"regressed: {change}: drop {drop:.3f} > {limit} and p < alpha {alpha:g}")
+                       f"{change}: drop {drop:.3f} > {limit} and p < alpha {alpha:g}")
     return Verdict(requirement, drop, True, INCONCLUSIVE,
-                   f"inconclusive: {change}: drop {drop:.3f} > {limit} but p >= alpha {alpha:g}, "
-                   "so it may be noise")
+                   f"{change}: drop {drop:.3f} > {limit} but p >= alpha {alpha:g}, so it may be noise")

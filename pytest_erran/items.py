@@ -45,7 +45,7 @@ class RequirementItem(pytest.Item):
         if not verdict.passed:
             raise RequirementFailed(verdict)
         if verdict.warning:
-            warnings.warn(ErranWarning(f"{verdict.id}: {verdict.message}"), stacklevel=1)
+            warnings.warn(ErranWarning(verdict.headline), stacklevel=1)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, RequirementFailed):

@@ -430,7 +430,7 @@ def test_baseline_save_then_a_worse_predictions_file_regresses(project):
     write_coco_results(project.path, scene, worse, name="worse.json")
     result, after = run_ok(project, "--erran-predictions=worse.json")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*drop?all?<=0.02 - regressed*"])
+    result.stdout.fnmatch_lines(["regressed: recall * on * shared units *: drop * > 0.02 and p < alpha*"])
     outcome = {r["id"]: r["outcome"] for r in after["requirements"]}
     assert outcome == {"drop(all)<=0.02": "regressed"}
     everything = buckets_of(after)["all"]

@@ -168,7 +168,7 @@ def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
         lines.append(("", {}))
         for verdict in row.verdicts:
             if not verdict.passed or verdict.warning:
-                lines.append((f"{verdict.id}: {verdict.message}", MARKUP.get(verdict.outcome, {})))
+                lines.append((verdict.headline, MARKUP.get(verdict.outcome, {})))
         if any(v.requirement.metric in ("precision", "fp_per_image") and v.outcome != PASSED
                for v in row.verdicts) and r.false_positive_images:
             lines.append((_listing(f"false positives of {r.name}", _counted(r.false_positive_images)), {}))
