@@ -206,9 +206,10 @@ def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict
             return ("look at the newly missed images above; if the change is intended, accept these "
                     "results as the new baseline with --erran-save-baseline", {"bold": True})
         if failing:
-            return ("look at the missed images above: they keep buckets under their floors (or too "
-                    "few to tell). To accept "
-                    "these results as the new baseline anyway, run again with --erran-save-baseline", {})
+            small = " (or too few to tell)" if any(r.status == TOO_SMALL for r in failing) else ""
+            return (f"look at the missed images above: they keep buckets under their floors{small}. "
+                    "To accept these results as the new baseline anyway, run again with "
+                    "--erran-save-baseline", {})
         return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
     hint = (f"no baseline at {shown_path(evaluation.settings.baseline_path)}: save this run as one with "
             "--erran-save-baseline, so later runs can catch regressions")
