@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +55,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None) -> Evaluation:
     model = OnnxModel(settings.model) if settings.predictions is None else None
     dataset, file_classes, crowd = _load_dataset(settings)
     classes = _classes(settings, model, dataset, file_classes)
-    _add_image_properties(settings, dataset, cache_dir)
     # Everything that needs no predictions is checked before the model runs over every image.
-    buckets = _checked_buckets(settings, dataset, classes, crowd)
+    _check_references(settings, dataset, classes, crowd)
+    _add_image_properties(settings, dataset, cache_dir)
+    buckets = _checked_buckets(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
 
@@ -118,17 +120,16 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
         dataset.units[name] = column[rows]
 
 
-def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, ...],
-                     crowd: pd.DataFrame | None) -> dict:
-    """The buckets, once the config's references, the labels and every requirement's bucket
-    have been checked against the classes and the data."""
+def _check_references(settings: Settings, dataset: Dataset, classes: tuple[str, ...],
+                      crowd: pd.DataFrame | None) -> None:
+    """Labels, buckets, thresholds and requirements against the classes: cheap, so first."""
     check_labels(dataset, classes)
     if crowd is not None and len(crowd):
         unknown = sorted(set(crowd["label"]) - set(classes))
         if unknown:
             raise ErranError(f"{dataset.path}: crowd boxes of class '{unknown[0]}', which is not one "
                              f"of the classes {list(classes)}")
-    try:
+    with _naming(settings):
         names = bucket_names(classes, settings.negative, settings.buckets)
         check_references(names, classes, settings.negative, settings.buckets,
                          [r.bucket for r in settings.requirements], settings.class_thresholds)
@@ -136,6 +137,11 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
             if requirement.metric in ("precision", "fp_per_image") and requirement.bucket not in (ALL, *classes):
                 raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
                                  "class's own bucket or 'all' (predictions have a class, not a bucket)")
+
+
+def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, ...]) -> dict:
+    """The buckets, each required one checked to hold positives (else its recall means nothing)."""
+    with _naming(settings):
         buckets = build_buckets(dataset.units, classes, settings.negative, settings.buckets)
         positive = positive_mask(dataset.units, settings.negative)
         for requirement in settings.requirements:
@@ -143,9 +149,16 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
                 raise ErranError(f"[[require]] bucket = '{requirement.bucket}': the bucket has no "
                                  f"positives in {dataset.path}, so its recall means nothing; fix the "
                                  "bucket or the data")
+    return buckets
+
+
+@contextmanager
+def _naming(settings: Settings):
+    """Errors about the config's own entries start with the config file."""
+    try:
+        yield
     except ErranError as e:
         raise ErranError(f"{settings.source}: {e}") from None
-    return buckets
 
 
 def _load_dataset(settings: Settings) -> tuple[Dataset, tuple[str, ...] | None, pd.DataFrame | None]:
