@@ -60,6 +60,15 @@ def load_detection(path: Path, split: str) -> tuple[Dataset, tuple[str, ...], pd
     return dataset, classes, crowd
 
 
+def map_categories(categories: list, mapping: dict, sources: list[str], problem: str) -> pd.Series:
+    """category_id of each record through `mapping`; one not in it is an error naming its record."""
+    mapped = pd.Series(categories, dtype=object).map(mapping)
+    unknown = np.flatnonzero(mapped.isna().to_numpy())
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: category_id {categories[unknown[0]]!r} {problem}")
+    return mapped
+
+
 def coco_boxes(bboxes: list, sources: Callable[[int], str], what: str) -> np.ndarray:
     """COCO [x, y, width, height] lists -> [N, 4] x1y1x2y2, or an error naming the entry."""
     try:
@@ -156,12 +165,8 @@ def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict
     if len(unknown):
         raise ErranError(f"{sources[unknown[0]]}: image_id {image_ids[unknown[0]]} is not an image "
                          "of the file; fix the annotation or add the image to 'images'")
-    category = [r["category_id"] for r in records]
-    labels = pd.Series(category, dtype=object).map(name_of)
-    unknown = np.flatnonzero(labels.isna().to_numpy())
-    if len(unknown):
-        raise ErranError(f"{sources[unknown[0]]}: category_id {category[unknown[0]]!r} is not in "
-                         f"'categories' (ids {sorted(name_of)}); fix it or add the category")
+    labels = map_categories([r["category_id"] for r in records], name_of, sources,
+                            f"is not in 'categories' (ids {sorted(name_of)}); fix it or add the category")
     boxes = coco_boxes([r["bbox"] for r in records], sources.__getitem__, "COCO")
     core = pd.DataFrame({
         "id": ids, "image_id": image_ids, "label": labels.astype(object),

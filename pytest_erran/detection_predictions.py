@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .detection_data import BOX, coco_boxes
+from .detection_data import BOX, coco_boxes, map_categories
 from .errors import ErranError
 from .predictions_file import normalise
 from .tables import read_table
@@ -49,12 +49,8 @@ def _coco_results(path: Path, category_ids: list[int]):
             raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
                              "image_id, category_id, bbox [x, y, width, height] and score")
     index_of = {category: i for i, category in enumerate(category_ids)}
-    category = [e["category_id"] for e in entries]
-    label = pd.Series(category, dtype=object).map(index_of)
-    unknown = np.flatnonzero(label.isna().to_numpy())
-    if len(unknown):
-        raise ErranError(f"{sources[unknown[0]]}: category_id {category[unknown[0]]!r} is not a "
-                         f"category of the dev set (ids {category_ids})")
+    label = map_categories([e["category_id"] for e in entries], index_of, sources,
+                           f"is not a category of the dev set (ids {category_ids})")
     box = coco_boxes([e["bbox"] for e in entries], sources.__getitem__, "COCO result")
     score = _numbers(pd.Series([e["score"] for e in entries], dtype=object), "score", sources)
     keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
