@@ -1,4 +1,5 @@
 import json
+import re
 import textwrap
 
 # Imported once, up front: pytester restores sys.modules after every in-process run, and
@@ -90,3 +91,20 @@ def rows_with_misses(n=30, missed=(1, 4, 5, 10, 17)):
             "camera": i % 3,
         })
     return rows
+
+
+NO_OUTCOME = re.compile(r"\d+ (passed|failed|error|skipped)")
+
+
+def usage_error(result, *fragments):
+    """The run stopped with exit 4 before any requirement ran; the one message holds `fragments`."""
+    out = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    assert "erran.toml::" not in out and not NO_OUTCOME.search(out) and "= erran =" not in out, out
+    starts = [i for i, line in enumerate(result.errlines) if line.startswith("ERROR:")]
+    assert len(starts) == 1, out
+    message = " ".join(result.errlines[starts[0]:])  # argparse puts usage and error on two lines
+    for fragment in fragments:
+        assert fragment in message, message
+    return message

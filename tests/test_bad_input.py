@@ -4,7 +4,6 @@ look odd but are fine (Parquet, JSONL, ImageFolder, NHWC, logits, ZipMap...) giv
 hand count gives."""
 
 import json
-import re
 import textwrap
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from PIL import Image
 
 from builders import CLASSES, paint
-from conftest import BASE_CONFIG, rows_with_misses
+from conftest import BASE_CONFIG, rows_with_misses, usage_error
 
 
 REQUIRE = """
@@ -23,23 +22,6 @@ where = "lighting == 'low'"
 bucket = "scratch"
 recall = 0.5
 """
-
-NO_OUTCOME = re.compile(r"\d+ (passed|failed|error|skipped)")
-
-
-def usage_error(result, *fragments):
-    """The run stopped with exit 4 before any requirement ran; the one message holds `fragments`."""
-    out = "\n".join(result.outlines + result.errlines)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
-    assert "Traceback" not in out and "INTERNALERROR" not in out, out
-    assert "erran.toml::" not in out and not NO_OUTCOME.search(out) and "= erran =" not in out, out
-    starts = [i for i, line in enumerate(result.errlines) if line.startswith("ERROR:")]
-    assert len(starts) == 1, out
-    message = " ".join(result.errlines[starts[0]:])  # argparse puts usage and error on two lines
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
-
 
 def hand_count(rows, member=lambda r: True, hit=lambda r: r.get("looks_like", r["label"]) == r["label"]):
     positives = [r for r in rows if r["label"] != "ok" and member(r)]

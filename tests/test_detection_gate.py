@@ -13,6 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from coco_reference import evaluate_at_one_iou
+from conftest import usage_error
 from detection_builders import (
     Det,
     Obj,
@@ -61,17 +62,6 @@ def run_ok(project, *args, name="report.json"):
     assert result.ret in (0, 1), out
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
     return result, report
-
-
-def usage_error(result, *fragments):
-    out = "\n".join(result.outlines + result.errlines)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
-    assert "Traceback" not in out and "INTERNALERROR" not in out, out
-    assert "= erran =" not in out, out
-    message = " ".join(result.errlines)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 # --- the reference: pycocotools' own COCOeval ---------------------------------------------------

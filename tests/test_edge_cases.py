@@ -9,21 +9,13 @@ import pytest
 from PIL import Image
 
 from builders import CLASSES, channel_mean_model, paint
-from conftest import rows_with_misses
+from conftest import rows_with_misses, usage_error
 
 GATE = """
 [[require]]
 bucket = "scratch"
 recall = 0.5
 """
-
-
-def usage_error(result, *fragments):
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    text = result.stderr.str()
-    assert "Traceback" not in text + result.stdout.str()
-    for fragment in fragments:
-        assert fragment in text, text
 
 
 def test_new_external_weights_are_not_a_cache_hit(project):
