@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from pytest_erran.config import build_settings
-from pytest_erran.evaluate import evaluate
-from pytest_erran.matching import match_detections
+from pytest_erran.pipeline import evaluate
+from pytest_erran.tasks.detection.matching import match_detections
 
 CLASSES = ["tube", "fin", "crack"]
 

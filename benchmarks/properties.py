@@ -3,7 +3,7 @@
     python benchmarks/properties.py [--images 1000]
 
 Both run over the same photo-like 256x256 PNGs with one thread per core, in this process:
-(1) decode only (PIL open + convert to RGB), (2) pytest_erran.properties.measure_all. The ratio
+(1) decode only (PIL open + convert to RGB), (2) pytest_erran.inference.properties.measure_all. The ratio
 says what a `where` on a property adds to a run, on top of decoding for the model.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from pytest_erran.properties import measure_all
-from pytest_erran.runner import default_threads
+from pytest_erran.inference.properties import measure_all
+from pytest_erran.inference.batches import default_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import make_image  # noqa: E402  (the same photo-like images)

@@ -16,7 +16,7 @@ In one invocation, on synthetic data written to a temporary directory:
                      (one per core) write normalised rows into SLOTS preallocated float32 batch
                      buffers while onnxruntime (spinning off) runs the previous batch; batch
                      16/32 x 1/2 intra-op threads tried on a subset, the best one kept;
-     (c) plugin      pytest_erran.evaluate.evaluate(settings, cache_dir=None), in process,
+     (c) plugin      pytest_erran.pipeline.evaluate(settings, cache_dir=None), in process,
                      build_settings included;
      (d) pytest      `python -m pytest -p no:cacheprovider -q` in a directory holding an
                      erran.toml: wall time of the whole process, start-up included;
@@ -286,7 +286,7 @@ def write_erran_toml(directory: Path, table: dict) -> Path:
 
 def run_plugin(directory: Path, table: dict) -> dict:
     from pytest_erran.config import build_settings
-    from pytest_erran.evaluate import evaluate
+    from pytest_erran.pipeline import evaluate
 
     started, cpu = time.perf_counter(), time.process_time()
     config = directory / "erran.toml"
@@ -382,7 +382,7 @@ MEMORY_CHILD = textwrap.dedent("""
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the best there is
 
     from pytest_erran.config import build_settings
-    from pytest_erran.evaluate import evaluate
+    from pytest_erran.pipeline import evaluate
     import onnxruntime, pandas, PIL.PngImagePlugin  # the imports' own memory, before any image
     config = Path(sys.argv[1])
     table = tomllib.loads(config.read_text())
@@ -482,7 +482,7 @@ def main() -> int:
         PLUGIN_PATH = args.plugin_path.resolve()
         sys.path.insert(0, str(PLUGIN_PATH))
     import onnxruntime
-    import pytest_erran.runner
+    import pytest_erran.inference.batches
 
     n_cores = cores()
     root = Path(tempfile.mkdtemp(prefix="erran-bench-"))
@@ -495,7 +495,7 @@ def main() -> int:
     print(f"pytest-erran throughput benchmark: {args.images} PNGs {IMAGE_SIDE}x{IMAGE_SIDE}, "
           f"{n_cores} cores, python {results['python']}, onnxruntime {results['onnxruntime']}, "
           f"pillow {results['pillow']}, numpy {results['numpy']}")
-    print(f"plugin: {Path(pytest_erran.runner.__file__).parent}; load average {load_average()}")
+    print(f"plugin: {Path(pytest_erran.inference.batches.__file__).parent.parent}; load average {load_average()}")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5 * n_cores:
         print(f"WARNING: the machine is busy (1-minute load {os.getloadavg()[0]:.1f} on {n_cores} cores): "
               "img/s will be noisy; the CPU-time table is the steadier comparison")

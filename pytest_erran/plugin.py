@@ -14,7 +14,7 @@ import pytest
 from .locate import config_candidate
 
 if TYPE_CHECKING:
-    from .state import ErranState
+    from .session import ErranState
 
 STATE = pytest.StashKey["ErranState"]()
 
@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "erran: a pytest-erran requirement on a bucket")
     if not _may_be_active(config):
         return
-    from .state import ErranState
+    from .session import ErranState
 
     state = ErranState.from_pytest(config)
     if state is None:

@@ -168,7 +168,7 @@ def to_input(box, image_size: tuple[int, int], input_size: tuple[int, int],
              resize: str = "stretch") -> list[float]:
     """x1y1x2y2 in image pixels -> the model input's pixels, as the plugin's preprocessing maps
     them (the inverse of detection_outputs.to_image_coords)."""
-    from pytest_erran.detection_outputs import letterbox_geometry
+    from pytest_erran.inference.images import letterbox_geometry
 
     box = np.asarray(box, np.float64)
     (width, height), (in_w, in_h) = image_size, input_size
@@ -365,7 +365,7 @@ def random_scene(seed: int, *, num_images: int = 7, nms_iou: float | None = None
 def _separated(detections: list[Det], nms_iou: float) -> list[Det]:
     """Drop each prediction that overlaps an earlier kept one of its image and class by more
     than `nms_iou`: an NMS then removes nothing."""
-    from pytest_erran.matching import iou_matrix
+    from pytest_erran.tasks.detection.matching import iou_matrix
 
     kept: list[Det] = []
     for d in detections:

@@ -7,7 +7,7 @@ import pytest
 
 from builders import CLASSES
 from pytest_erran.config import load_schema
-from pytest_erran.metrics import regression_p
+from pytest_erran.analysis.metrics import regression_p
 
 WORSE = (0.3, 0.0, 0.0)  # "ok" gains 0.3: defects painted fainter than 20 + 0.3 * 255 flip to ok
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pytest_erran.detection_data import load_detection
-from pytest_erran.detection_predictions import read_detections
+from pytest_erran.tasks.detection.data import load_detection
+from pytest_erran.tasks.detection.predictions_file import read_detections
 from pytest_erran.errors import ErranError
 
 

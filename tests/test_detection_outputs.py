@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pytest_erran.detection_outputs import (
+from pytest_erran.tasks.detection.outputs import (
     boxes_scores_labels,
     letterbox_geometry,
     nms,

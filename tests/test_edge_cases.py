@@ -57,7 +57,8 @@ def test_a_damaged_cache_entry_is_recomputed(project):
 
 
 def test_a_fixed_batch_of_one_runs_one_image_at_a_time(tmp_path):
-    from pytest_erran.runner import OnnxModel, run_batches
+    from pytest_erran.inference.onnx_model import OnnxModel
+    from pytest_erran.inference.batches import run_batches
 
     model = OnnxModel(channel_mean_model(tmp_path / "m.onnx", batch=1))
     paths = []
@@ -90,7 +91,7 @@ def test_thresholds_on_a_predictions_file_need_negative(project):
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
-    from pytest_erran.images import open_image
+    from pytest_erran.inference.images import open_image
 
     ramp = (np.arange(64 * 64, dtype=np.uint32) * 16).reshape(64, 64).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "r.png")

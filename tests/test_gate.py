@@ -6,7 +6,7 @@ import pytest
 
 from conftest import rows_with_misses
 from pytest_erran.config import load_schema
-from pytest_erran.metrics import wilson
+from pytest_erran.analysis.metrics import wilson
 
 REQUIRE = """
 [buckets.low_light]

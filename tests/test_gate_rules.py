@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pytest_erran.baseline import Baseline
-from pytest_erran.buckets import Bucket
+from pytest_erran.analysis.baseline import Baseline
+from pytest_erran.analysis.buckets import Bucket
 from pytest_erran.config import Requirement
-from pytest_erran.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL, judge
-from pytest_erran.metrics import positives_needed
-from pytest_erran.results import BucketResult, Comparison, PrecisionCounts, bucket_results
+from pytest_erran.analysis.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL, judge
+from pytest_erran.analysis.metrics import positives_needed
+from pytest_erran.analysis.results import BucketResult, Comparison, PrecisionCounts, bucket_results
 
 ALPHA, CONFIDENCE = 0.05, 0.95
 
@@ -248,7 +248,7 @@ def test_alpha_one_makes_any_drop_beyond_max_drop_a_regression(p):
 
 def test_alpha_one_with_real_flip_counts():
     # the smallest possible drop beyond max_drop: 1 newly missed, 0 caught on 10 shared -> p = 0.5
-    from pytest_erran.metrics import regression_p
+    from pytest_erran.analysis.metrics import regression_p
     p = regression_p(1, 0)
     assert p == 0.5 < 1.0
     verdict = judge(drop_only(0.0), result(comparison=comparison(-0.1, p, shared=10, missed=1, caught=0)),
@@ -514,7 +514,7 @@ def test_baseline_recall_counts_every_shared_miss_not_only_flips():
 
 
 def _class_setup():
-    from pytest_erran.buckets import build_buckets
+    from pytest_erran.analysis.buckets import build_buckets
     from pytest_erran.config import BucketSpec
 
     frame = _frame().assign(tags=[()] * len(UNITS))

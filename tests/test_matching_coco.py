@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from coco_reference import evaluate_at_one_iou, index
-from pytest_erran import matching
-from pytest_erran.matching import (
+from pytest_erran.tasks.detection import matching
+from pytest_erran.tasks.detection.matching import (
     BELOW_THRESHOLD,
     FALSE_POSITIVE,
     IGNORED,

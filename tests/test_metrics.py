@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from pytest_erran.metrics import positives_needed, regression_p, wilson, z_value
+from pytest_erran.analysis.metrics import positives_needed, regression_p, wilson, z_value
 
 CONFIDENCES = (0.68, 0.8, 0.9, 0.95, 0.99, 0.999)
 

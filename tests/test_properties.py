@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from pytest_erran.properties import measure, referenced
+from pytest_erran.inference.properties import measure, referenced
 
 LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float)
 

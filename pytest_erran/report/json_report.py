@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..evaluate import portable_path
+from ..pipeline import portable_path
 
 REPORT_VERSION = 1
 

@@ -6,7 +6,7 @@ import os
 from collections import Counter
 
 from ..config import format_threshold
-from ..gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
+from ..analysis.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
 
 SHOWN_MISSES = 5
 STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Requirement, format_threshold
+from ..config import Requirement, format_threshold
 from .metrics import positives_needed, wilson
 from .results import BucketResult
 

@@ -59,7 +59,7 @@ class ErranState:
                 f"{len(s.requirements)} requirement(s) from {config}")
 
     def evaluate(self) -> None:
-        from .evaluate import evaluate
+        from .pipeline import evaluate
 
         cache = getattr(self.config, "cache", None)
         cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
@@ -82,13 +82,13 @@ class ErranState:
     def model(self):
         if self.settings.model is None:
             pytest.skip("pytest-erran evaluates a predictions file: there is no model")
-        from .runner import OnnxModel
+        from .inference.onnx_model import OnnxModel
 
         return OnnxModel(self.settings.model)
 
     def write_outputs(self) -> str | None:
         """The JSON report and, with --erran-save-baseline, the baseline. Returns a problem."""
-        from .baseline import save_evaluation
+        from .analysis.baseline import save_evaluation
         from .files import write_json
         from .report.json_report import report_document
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .detection_data import BOX, coco_boxes, map_categories
-from .errors import ErranError
-from .predictions_file import normalise
-from .tables import read_table
+from ...errors import ErranError
+from ...tables import read_table
+from ..dataset import normalise
+from .boxes import BOX, coco_boxes
+from .coco import map_categories
 
 
 def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import BucketSpec
-from .errors import ErranError
+from ..config import BucketSpec
+from ..errors import ErranError
 
 ALL = "all"
 

@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ...errors import ErranError
+from ...inference.images import _size, letterbox_geometry
+
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [k, 4], scores [k], labels [k]
 
 # Name fragments that identify an output, checked in this order: "num_boxes" is a count,
@@ -115,23 +118,6 @@ def nms(
         overlap = _iou_one_to_many(boxes[best], area[best], boxes[rest], area[rest])
         order = rest[(overlap <= iou_threshold) | (labels[rest] != labels[best])]
     return np.array(keep, dtype=np.int64)
-
-
-def letterbox_geometry(
-    image_size: tuple[int, int], input_size: tuple[int, int]
-) -> tuple[float, int, int, int, int]:
-    """(scale, new_w, new_h, left, top) of an Ultralytics-style centred letterbox.
-
-    The image (W, H) is resized by scale = min(w / W, h / H) to (round(W * scale),
-    round(H * scale)) and pasted into the (w, h) input at (left, top), the rest gray 114.
-    Rounding follows Ultralytics' LetterBox (Python round, pad split with a -0.1 nudge).
-    """
-    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
-    scale = min(in_w / width, in_h / height)
-    new_w, new_h = int(round(width * scale)), int(round(height * scale))
-    left = int(round((in_w - new_w) / 2 - 0.1))
-    top = int(round((in_h - new_h) / 2 - 0.1))
-    return scale, new_w, new_h, left, top
 
 
 def to_image_coords(
@@ -291,8 +277,58 @@ def _iou_one_to_many(
         return np.where(union > 0, inter / union, 0.0)
 
 
-def _size(size, what: str) -> tuple[float, float]:
-    values = tuple(size)
-    if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"{what} must be (width, height) with both positive, got {size!r}")
-    return values
+ADAPTERS = ("boxes_scores_labels", "yolo")
+
+
+EMPTY = {"image": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
+         "box": np.zeros((0, 4), np.float32), "score": np.zeros(0, np.float32)}
+
+
+def choose_adapter(configured: str | None, model) -> str:
+    """`output` in the config, else the one the model's outputs make unambiguous."""
+    if configured is not None:
+        if configured not in ADAPTERS:
+            raise ErranError(f"output = '{configured}': for detection use one of {', '.join(ADAPTERS)}")
+        return configured
+    outputs = model.session.get_outputs()
+    if len(outputs) == 1 and len(outputs[0].shape) == 3:
+        return "yolo"
+    if len(outputs) >= 3:
+        return "boxes_scores_labels"
+    raise ErranError(f"{model.path}: cannot tell how to read outputs "
+                     f"{[(o.name, o.shape) for o in outputs]}; set output = 'yolo' or "
+                     "'boxes_scores_labels' in the config")
+
+
+def decode_batch(adapter: str, batch, names: list[str], prep, score_floor: float, nms_iou: float,
+                 num_classes: int, where: str) -> dict[str, np.ndarray]:
+    """One batch of model outputs -> flat arrays of detections in each image's own pixels."""
+    try:
+        if adapter == "yolo":
+            per_image = yolo(batch.outputs[0], score_floor, nms_iou)
+        else:
+            per_image = boxes_scores_labels(dict(zip(names, batch.outputs)))
+    except ValueError as e:
+        raise ErranError(f"{where}: the outputs do not fit the '{adapter}' adapter: {e}") from None
+    if len(per_image) != batch.stop - batch.start:
+        raise ErranError(f"{where}: gave detections for {len(per_image)} images in a batch of "
+                         f"{batch.stop - batch.start}")
+    parts = {key: [] for key in EMPTY}
+    for offset, (boxes, scores, labels) in enumerate(per_image):
+        outside = labels[(labels < 0) | (labels >= num_classes)]
+        if len(outside):
+            raise ErranError(f"{where}: predicts class index {int(outside[0])}, but there are "
+                             f"{num_classes} classes; check `classes`")
+        size = tuple(int(v) for v in batch.image_sizes[offset])
+        parts["box"].append(to_image_coords(boxes, size, (prep.width, prep.height),
+                                                              prep.resize).astype(np.float32))
+        parts["score"].append(scores.astype(np.float32))
+        parts["label"].append(labels.astype(np.int64))
+        parts["image"].append(np.full(len(labels), batch.start + offset, np.int64))
+    return {key: np.concatenate(values) if values else EMPTY[key] for key, values in parts.items()}
+
+
+def concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not chunks:
+        return dict(EMPTY)
+    return {key: np.concatenate([c[key] for c in chunks]) for key in EMPTY}

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .buckets import positive_mask
-from .errors import ErranError
-from .files import write_json
+from ..errors import ErranError
+from ..files import write_json
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +39,7 @@ def load(path: Path, task: str) -> Baseline | None:
                          f"(found {version!r}); {fix}")
     import jsonschema
 
-    from .config import load_schema
+    from ..config import load_schema
 
     try:
         jsonschema.validate(document, load_schema("baseline.schema.json"))
@@ -55,7 +55,7 @@ def load(path: Path, task: str) -> Baseline | None:
 
 def save(path: Path, *, task: str, negative: str | None, model: dict, data: dict, buckets: dict,
          units: dict[str, str]) -> None:
-    from . import __version__
+    from .. import __version__
 
     document = {
         "erran_baseline": SCHEMA_VERSION,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import posixpath
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import ErranError
-from .tables import read_table
-
-
-def normalise(path: str) -> str:
-    return posixpath.normpath(path.replace("\\", "/"))
+from ...errors import ErranError
+from ...tables import read_table
+from ..dataset import normalise
 
 
 def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all_images: set[str],

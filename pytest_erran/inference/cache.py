@@ -16,7 +16,7 @@ CACHE_VERSION = 1
 
 
 def cache_key(**parts) -> str:
-    from . import __version__  # another erran may decode or match differently
+    from .. import __version__  # another erran may decode or match differently
 
     text = json.dumps({"v": CACHE_VERSION, "erran": __version__, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import baseline as baseline_io
-from . import classify, properties
-from .buckets import ALL, bucket_names, build_buckets, check_references, positive_mask
-from .cache import cache_key, cached_arrays, files_fingerprint
+from .analysis import baseline as baseline_io
+from .analysis.buckets import ALL, bucket_names, build_buckets, check_references, positive_mask
 from .config import Settings
-from .dataset import Dataset, check_labels, file_sha256, load_classification
+from .analysis.gate import Verdict, judge
+from .analysis.results import BucketResult, PrecisionCounts, bucket_results
 from .errors import ErranError
-from .gate import Verdict, judge
-from .results import BucketResult, PrecisionCounts, bucket_results
-from .runner import OnnxModel, default_threads, run_batches
+from .inference import properties
+from .inference.batches import default_threads, run_batches
+from .inference.cache import cache_key, cached_arrays, files_fingerprint
+from .inference.onnx_model import OnnxModel
+from .tasks.classification import outputs as classify
+from .tasks.classification.data import load_classification
+from .tasks.dataset import Dataset, check_labels, file_sha256
 
 
 @dataclass
@@ -168,7 +171,7 @@ def _load_dataset(settings: Settings) -> tuple[Dataset, tuple[str, ...] | None, 
                  f"in a config (no erran.toml or [tool.erran] in the rootdir {settings.rootdir})")
         raise ErranError(f"no dev set: set `data` {where} or pass --erran-data PATH")
     if settings.task == "detection":
-        from .detection_data import load_detection
+        from .tasks.detection.data import load_detection
 
         if settings.negative is not None:
             raise ErranError("`negative` is for classification: in detection every ground-truth "
@@ -217,7 +220,7 @@ class _Cache:
 
 
 def _detect_with_model(settings, model, dataset, classes, crowd, cache):
-    from . import detect
+    from .tasks.detection import matching, outputs as detect
 
     prep = model.preprocess(settings.preprocess)
     adapter = detect.choose_adapter(settings.output, model)
@@ -235,14 +238,14 @@ def _detect_with_model(settings, model, dataset, classes, crowd, cache):
 
     predictions, from_cache = cache.arrays(compute, prep=prep.key(), adapter=adapter, floor=floor,
                                            nms_iou=settings.nms_iou, classes=classes)
-    units, counts = detect.match_units(dataset.units, crowd, predictions, classes, thresholds,
+    units, counts = matching.match_units(dataset.units, crowd, predictions, classes, thresholds,
                                        settings.iou_threshold, dataset.images["image"].tolist())
     return units, counts, 0 if from_cache else len(paths)
 
 
 def _detect_from_file(settings, model, dataset, classes, crowd, cache):
-    from . import detect
-    from .detection_predictions import read_detections
+    from .tasks.detection import matching
+    from .tasks.detection.predictions_file import read_detections
 
     ids = dataset.category_ids
     category_ids = None
@@ -251,7 +254,7 @@ def _detect_from_file(settings, model, dataset, classes, crowd, cache):
         category_ids = [ids[c] if c in ids else next(spare) for c in classes]
     predictions = read_detections(settings.predictions, dataset.images, classes, dataset.all_ids,
                                   dataset.all_images, category_ids)
-    units, counts = detect.match_units(dataset.units, crowd, predictions, classes,
+    units, counts = matching.match_units(dataset.units, crowd, predictions, classes,
                                        _score_thresholds(settings, classes), settings.iou_threshold,
                                        dataset.images["image"].tolist())
     return units, counts, 0
@@ -287,7 +290,7 @@ def _classify_with_model(settings, model, dataset, classes, cache):
 
 
 def _classify_from_file(settings, dataset, classes):
-    from .predictions_file import read_classification
+    from .tasks.classification.predictions_file import read_classification
 
     images = dataset.images
     labels, scores = read_classification(settings.predictions, images, dataset.all_ids,

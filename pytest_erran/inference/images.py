@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ErranError
+from ..errors import ErranError
 
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
 
@@ -107,10 +107,32 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tu
 
 
 def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> None:
-    from .detection_outputs import letterbox_geometry
-
     _, new_w, new_h, left, top = letterbox_geometry(image.size, target)
     out[...] = LETTERBOX_FILL
     if image.size != (new_w, new_h):
         image = image.resize((new_w, new_h), Image.BILINEAR)
     out[top:top + new_h, left:left + new_w] = np.asarray(image).reshape(new_h, new_w, out.shape[2])
+
+
+def letterbox_geometry(
+    image_size: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[float, int, int, int, int]:
+    """(scale, new_w, new_h, left, top) of an Ultralytics-style centred letterbox.
+
+    The image (W, H) is resized by scale = min(w / W, h / H) to (round(W * scale),
+    round(H * scale)) and pasted into the (w, h) input at (left, top), the rest gray 114.
+    Rounding follows Ultralytics' LetterBox (Python round, pad split with a -0.1 nudge).
+    """
+    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
+    scale = min(in_w / width, in_h / height)
+    new_w, new_h = int(round(width * scale)), int(round(height * scale))
+    left = int(round((in_w - new_w) / 2 - 0.1))
+    top = int(round((in_h - new_h) / 2 - 0.1))
+    return scale, new_w, new_h, left, top
+
+
+def _size(size, what: str) -> tuple[float, float]:
+    values = tuple(size)
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"{what} must be (width, height) with both positive, got {size!r}")
+    return values

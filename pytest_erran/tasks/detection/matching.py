@@ -22,6 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from ...analysis.results import PrecisionCounts
 
 BELOW_THRESHOLD = 0
 TRUE_POSITIVE = 1
@@ -293,3 +296,31 @@ def _check_objects(what: str, image, label, box, extra: tuple):
         if len(values) and not np.issubdtype(values.dtype, np.integer):
             raise ValueError(f"{what}: {name} indices must be integers, got {values.dtype}")
     return image.astype(np.int64), label.astype(np.int64), box, extra
+
+
+def match_units(units: pd.DataFrame, crowd: pd.DataFrame, predictions: dict[str, np.ndarray],
+                classes: tuple[str, ...], thresholds: np.ndarray, iou_threshold: float,
+                image_names: list[str]):
+    """`_hit` per ground-truth object, and per class and 'all' the true positives, false
+    positives and the image of each false positive (`image_names` by image index)."""
+    index = {c: i for i, c in enumerate(classes)}
+    gt = pd.concat([units[["_image_index", "label", "x1", "y1", "x2", "y2"]],
+                    crowd[["_image_index", "label", "x1", "y1", "x2", "y2"]]], ignore_index=True)
+    result = match_detections(
+        gt["_image_index"].to_numpy(np.int64), gt["label"].map(index).to_numpy(np.int64),
+        gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64),
+        np.arange(len(gt)) >= len(units),
+        predictions["image"], predictions["label"], predictions["box"], predictions["score"],
+        # in the scores' own precision: a float32 score of 0.7 meets score_threshold = 0.7
+        np.asarray(thresholds, predictions["score"].dtype), iou_threshold,
+    )
+    units = units.assign(_hit=result.gt_hit[: len(units)])
+    tp, fp = per_class_counts(predictions["label"], result.pred_outcome, len(classes))
+    wrong = result.pred_outcome == FALSE_POSITIVE
+    names = np.asarray(image_names, dtype=object)
+    counts = {c: PrecisionCounts(int(tp[i]), int(fp[i]),
+                                 names[np.sort(predictions["image"][wrong & (predictions["label"] == i)])].tolist())
+              for i, c in enumerate(classes)}
+    counts["all"] = PrecisionCounts(int(tp.sum()), int(fp.sum()),
+                                    names[np.sort(predictions["image"][wrong])].tolist())
+    return units, counts

@@ -1,0 +1,1 @@
+"""Everything after prediction, on the units table: buckets, metrics, results, gate, baselines."""

@@ -1,0 +1,1 @@
+"""Run a model over images: decode, preprocess, batched onnxruntime, caches."""

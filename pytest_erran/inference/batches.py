@@ -1,0 +1,78 @@
+"""Run a model over images batch by batch: decode in threads while onnxruntime works on the previous batch."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .images import Preprocess, decode_into
+from .onnx_model import OnnxModel
+
+SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
+
+
+@dataclass
+class Batch:
+    start: int
+    stop: int
+    outputs: list  # the session's outputs, in model output order
+    image_sizes: np.ndarray  # [stop - start, 2] each image's own (width, height)
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
+                batch_size: int, threads: int) -> Iterator[Batch]:
+    """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
+    the number of images; decode threads fill the next batches while the model runs."""
+    fixed = model.fixed_batch()
+    if fixed is not None:  # the model decides: its outputs may not even have a batch axis
+        batch_size = fixed
+    count = len(paths)
+    buffers = [prep.buffer(batch_size) for _ in range(SLOTS)]
+    sizes = [np.zeros((batch_size, 2), np.int64) for _ in range(SLOTS)]
+    starts = range(0, count, batch_size)
+
+    def decode(i: int, slot: int, row: int) -> None:
+        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
+        pending: deque = deque()
+
+        def submit(number: int) -> None:
+            start = starts[number]
+            stop = min(start + batch_size, count)
+            slot = number % SLOTS
+            futures = [pool.submit(decode, i, slot, i - start) for i in range(start, stop)]
+            pending.append((start, stop, slot, futures))
+
+        ahead = min(SLOTS - 1, len(starts))
+        for number in range(ahead):
+            submit(number)
+        next_number = ahead
+        try:
+            while pending:
+                start, stop, slot, futures = pending.popleft()
+                for future in futures:
+                    future.result()
+                # The slot is refilled only after this batch's model.run returns: SLOTS > batches ahead.
+                x = prep.to_input(buffers[slot][: stop - start])
+                image_sizes = sizes[slot][: stop - start].copy()
+                if next_number < len(starts):
+                    submit(next_number)
+                    next_number += 1
+                yield Batch(start, stop, model.run(x), image_sizes)
+        finally:
+            for _, _, _, futures in pending:
+                for future in futures:
+                    future.cancel()

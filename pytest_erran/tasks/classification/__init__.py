@@ -1,0 +1,1 @@
+"""Classification: a unit is an image."""

@@ -1,0 +1,116 @@
+"""Dev sets -> an images table (one row per image) and a units table (one row per unit);
+the helpers every task's loaders share.
+
+A unit is what recall counts: an image for classification, a ground-truth object for
+detection. Internal columns start with "_" so they never collide with a manifest's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ErranError
+
+
+@dataclass
+class Dataset:
+    path: Path
+    task: str
+    images: pd.DataFrame  # id, image, _path, _source, label (classification), tags, metadata
+    units: pd.DataFrame  # id, image_id, label, tags, _display, metadata (+ object columns)
+    sha256: str
+    # Every id and image path of the file, all splits: predictions files may cover them all.
+    all_ids: set[str] = field(default_factory=set)
+    all_images: set[str] = field(default_factory=set)
+    category_ids: dict[str, int] = field(default_factory=dict)  # detection: class -> COCO id
+
+    @property
+    def labels(self) -> set[str]:
+        return set(self.units["label"])
+
+
+def check_labels(dataset: Dataset, classes: tuple[str, ...]) -> None:
+    """Every true label must be a class: a typo would otherwise count as a miss."""
+    known = set(classes)
+    for label, source in zip(dataset.units["label"], dataset.units["_source"]):
+        if label not in known:
+            raise ErranError(
+                f"{source}: label '{label}' is not one of the classes {list(classes)}; "
+                "fix the label or add the class to `classes`"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _select_split(frame: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
+    if "split" not in frame.columns:
+        return frame
+    selected = frame[frame["split"] == split]
+    if selected.empty:
+        found = sorted(set(frame["split"]))
+        raise ErranError(
+            f"{path}: no rows with split '{split}' (splits found: {', '.join(found)}); "
+            "set `split` in the config to the one to evaluate"
+        )
+    return selected
+
+
+def _check_unique_ids(frame: pd.DataFrame) -> None:
+    duplicated = frame[frame["id"].duplicated(keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]["id"]
+        places = duplicated[duplicated["id"] == first]["_source"].tolist()
+        raise ErranError(f"{' and '.join(places)}: the id '{first}' appears twice; give every row its own id")
+
+
+def _split_tags(column: pd.Series) -> list[tuple[str, ...]]:
+    return [tuple(t.strip() for t in value.split(";") if t.strip()) for value in column]
+
+
+def _check_images_exist(images: pd.DataFrame) -> None:
+    for path, source in zip(images["_path"], images["_source"]):
+        if not os.path.isfile(path):
+            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
+
+
+def _is_metadata(column: pd.Series, reserved: set[str]) -> bool:
+    name = column.name
+    if not isinstance(name, str) or name in reserved or name.startswith("_"):
+        return False
+    # Lists and dicts (segmentation, keypoints) cannot be compared in a `where` expression.
+    return column.dtype != object or not column.map(lambda v: isinstance(v, (list, dict))).any()
+
+
+def _tags(value) -> tuple[str, ...]:
+    """COCO tags: a list, or one ";"-separated string as in tables."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(t) for t in value)
+    return tuple(t.strip() for t in str(value).split(";") if t.strip())
+
+
+def _check_unique(ids: pd.Series, where: Callable[[int], str], what: str) -> None:
+    duplicated = ids[ids.duplicated(keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        rows = duplicated.index[duplicated == first]
+        raise ErranError(f"{where(rows[0])} and {where(rows[1])}: {what} id '{first}' appears "
+                         "twice; ids must be unique")
+
+
+def normalise(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))

@@ -1,0 +1,1 @@
+"""Object detection: a unit is a ground-truth object."""

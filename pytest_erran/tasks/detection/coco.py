@@ -1,0 +1,132 @@
+"""COCO instances JSON -> images and objects tables, class names and category ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import ErranError
+from ..dataset import _check_unique, _is_metadata, _tags
+from .boxes import BOX, UNIT_COLUMNS, coco_boxes
+
+COCO_IMAGE_KEYS = {"id", "file_name", "image", "width", "height", "tags", "attributes"}
+
+
+COCO_OBJECT_KEYS = {"image_id", "category_id", "bbox", "iscrowd", "attributes"} | UNIT_COLUMNS
+
+
+def map_categories(categories: list, mapping: dict, sources: list[str], problem: str) -> pd.Series:
+    """category_id of each record through `mapping`; one not in it is an error naming its record."""
+    mapped = pd.Series(categories, dtype=object).map(mapping)
+    unknown = np.flatnonzero(mapped.isna().to_numpy())
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: category_id {categories[unknown[0]]!r} {problem}")
+    return mapped
+
+
+def _coco(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...], dict[str, int]]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ErranError(f"{path}: expected a COCO object with images, annotations and "
+                         "categories; for one object per line use a .jsonl table")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ErranError(f"{path}: no '{key}' list; a COCO instances file has 'images', "
+                             "'annotations' and 'categories'")
+    classes, name_of = _categories(path, data["categories"])
+    images = _coco_images(path, data["images"])
+    objects = _coco_objects(path, data["annotations"], images, name_of)
+    return images, objects, classes, {name: category_id for category_id, name in name_of.items()}
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise ErranError(f"{path}: no such file; check `data` in the config")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ErranError(f"{path} line {e.lineno} column {e.colno}: not valid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ErranError(f"{path}: not UTF-8 text: {e}") from None
+
+
+def _categories(path: Path, records: list) -> tuple[tuple[str, ...], dict]:
+    """Class names in category id order, and category id -> name."""
+    _check_records(path, records, "category", ("id", "name"))
+    ids = [r["id"] for r in records]
+    for i, category_id in enumerate(ids):
+        if not isinstance(category_id, int) or isinstance(category_id, bool):
+            raise ErranError(f"{path.name} categories[{i}]: id {category_id!r} must be an integer")
+    _check_unique(pd.Series(ids), lambda i: f"{path.name} categories[{i}]", "category")
+    names = pd.Series([str(r["name"]) for r in sorted(records, key=lambda r: r["id"])])
+    if names.duplicated().any():
+        raise ErranError(f"{path}: two categories are named '{names[names.duplicated()].iloc[0]}'; "
+                         "class names must be unique")
+    return tuple(names), {r["id"]: str(r["name"]) for r in records}
+
+
+def _coco_images(path: Path, records: list) -> pd.DataFrame:
+    _check_records(path, records, "image", ("id", "file_name"))
+    frame = _metadata(records, COCO_IMAGE_KEYS)
+    frame.insert(0, "id", [str(r["id"]) for r in records])
+    frame.insert(1, "image", [str(r["file_name"]) for r in records])
+    frame["_source"] = [f"{path.name} image {i}" for i in frame["id"]]
+    frame["width"] = [r.get("width") for r in records]
+    frame["height"] = [r.get("height") for r in records]
+    frame["tags"] = [_tags(r.get("tags")) for r in records]
+    _check_unique(frame["id"], lambda i: f"{path.name} images[{i}]", "image")
+    return frame
+
+
+def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict) -> pd.DataFrame:
+    _check_records(path, records, "annotation", ("id", "image_id", "category_id", "bbox"))
+    ids = pd.Series([str(r["id"]) for r in records], dtype=object)
+    _check_unique(ids, lambda i: f"{path.name} annotations[{i}]", "annotation")
+    sources = (f"{path.name} annotation " + ids).tolist()
+    image_ids = pd.Series([str(r["image_id"]) for r in records], dtype=object)
+    file_of = pd.Series(images["image"].to_numpy(), index=images["id"])
+    files = file_of.reindex(image_ids).to_numpy(object)
+    unknown = np.flatnonzero(pd.isna(files))
+    if len(unknown):
+        raise ErranError(f"{sources[unknown[0]]}: image_id {image_ids[unknown[0]]} is not an image "
+                         "of the file; fix the annotation or add the image to 'images'")
+    labels = map_categories([r["category_id"] for r in records], name_of, sources,
+                            f"is not in 'categories' (ids {sorted(name_of)}); fix it or add the category")
+    boxes = coco_boxes([r["bbox"] for r in records], sources.__getitem__, "COCO")
+    core = pd.DataFrame({
+        "id": ids, "image_id": image_ids, "label": labels.astype(object),
+        **{name: boxes[:, k] for k, name in enumerate(BOX)},
+        "tags": [_tags(r.get("tags")) for r in records],
+        "_crowd": np.array([bool(r.get("iscrowd", 0)) for r in records], dtype=bool),
+        "_source": sources, "_display": files + " #" + ids.to_numpy(),
+    })
+    return pd.concat([core, _metadata(records, COCO_OBJECT_KEYS)], axis=1)
+
+
+def _check_records(path: Path, records: list, what: str, required: tuple[str, ...]) -> None:
+    plural = "categories" if what == "category" else what + "s"
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ErranError(f"{path.name} {plural}[{i}]: expected a JSON object, "
+                             f"got {type(record).__name__}")
+        missing = [key for key in required if key not in record]
+        if missing:
+            where = f"{path.name} {plural}[{i}]" + (f" (id {record['id']})" if "id" in record else "")
+            raise ErranError(f"{where}: no {', '.join(missing)}; every COCO {what} needs "
+                             f"{', '.join(required)}")
+
+
+def _metadata(records: list[dict], reserved: set[str]) -> pd.DataFrame:
+    """Extra scalar keys as columns, the keys of an `attributes` dict flattened in beside them
+    (a top-level key wins over an attribute of the same name)."""
+    frame = pd.DataFrame.from_records(records).reindex(range(len(records)))
+    attributes = [r.get("attributes") for r in records]
+    if any(isinstance(a, dict) and a for a in attributes):
+        flat = pd.DataFrame.from_records([a if isinstance(a, dict) else {} for a in attributes])
+        flat = flat.reindex(range(len(records)))
+        frame = pd.concat([frame, flat.drop(columns=[c for c in flat if c in frame])], axis=1)
+    return frame[[c for c in frame.columns if _is_metadata(frame[c], reserved)]]
