@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import ErranError
 from .locate import config_candidate
+from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
 PATH_KEYS = ("model", "data", "predictions", "report", "baseline")
@@ -28,25 +29,20 @@ class BucketSpec:
 @dataclass(frozen=True)
 class Requirement:
     bucket: str
-    metric: str  # "recall", "precision", "fp_per_image", or "drop" for a max_drop-only requirement
-    threshold: float | None
+    metric: Metric
+    threshold: float | None  # None for a max_drop-only requirement
     max_drop: float | None = None
-    gate: str = "point"  # or "lower_bound": the floor applies to the Wilson lower bound
+    gate: GateMode = GateMode.POINT
+
+    @property
+    def spec(self) -> MetricSpec:
+        return METRICS[self.metric]
 
     @property
     def id(self) -> str:
-        # No square brackets: pytest >= 9.2 reads "[...]" in a cached node id as parameters,
-        # and --lf would then skip a failing requirement (pytest-dev/pytest#15045).
-        if self.metric == "drop":
-            return f"drop({self.bucket})<={format_threshold(self.max_drop)}"
-        op = "<=" if self.metric == "fp_per_image" else ">="
-        return f"{self.metric}({self.bucket}){op}{format_threshold(self.threshold)}"
-
-
-def format_threshold(value: float) -> str:
-    """0.9 -> '0.90', 0.955 -> '0.955': two decimals unless that would round the value."""
-    short = f"{value:.2f}"
-    return short if float(short) == value else repr(float(value))
+        """'recall(scratch)>=0.90', 'fp_per_image(fin)<=0.10', 'drop(scratch)<=0.02'."""
+        limit = self.max_drop if self.metric == Metric.DROP else self.threshold
+        return self.spec.requirement_id(self.bucket, limit)
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ class Settings:
     predictions: Path | None = None
     report: Path | None = None
     baseline: Path | None = None
-    task: str = "classification"
+    task: TaskName = TaskName.CLASSIFICATION
     classes: tuple[str, ...] | None = None
     negative: str | None = None
     split: str = "dev"
@@ -218,6 +214,8 @@ def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrid
     for key, value in overrides.items():
         if value is not None:
             values[key] = value
+    if "task" in values:
+        values["task"] = TaskName(values["task"])
     if "classes" in table:
         values["classes"] = tuple(table["classes"])
     values["buckets"] = tuple(
@@ -231,16 +229,17 @@ def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrid
 def _requirements(entries: list[dict], source: str) -> tuple[Requirement, ...]:
     found: dict[str, Requirement] = {}
     for index, entry in enumerate(entries):
-        metrics = [m for m in ("recall", "precision", "max_fp_per_image") if m in entry]
-        if len(metrics) > 1:
-            raise ErranError(f"{source}: require[{index}] sets {' and '.join(metrics)}; give one per [[require]]")
-        metric = metrics[0] if metrics else None
+        floors = [m for m in FLOOR_METRICS if METRICS[m].key in entry]
+        if len(floors) > 1:
+            keys = " and ".join(METRICS[m].key for m in floors)
+            raise ErranError(f"{source}: require[{index}] sets {keys}; give one per [[require]]")
+        metric = floors[0] if floors else Metric.DROP
         requirement = Requirement(
             bucket=entry["bucket"],
-            metric={"max_fp_per_image": "fp_per_image", None: "drop"}.get(metric, metric),
-            threshold=entry.get(metric) if metric else None,
+            metric=metric,
+            threshold=entry[METRICS[metric].key] if floors else None,
             max_drop=entry.get("max_drop"),
-            gate=entry.get("gate", "point"),
+            gate=GateMode(entry.get("gate", GateMode.POINT)),
         )
         if requirement.id in found:
             raise ErranError(f"{source}: require[{index}] repeats {requirement.id}; remove one")

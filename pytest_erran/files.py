@@ -1,4 +1,4 @@
-"""Write files all or nothing: a reader never sees half a baseline or report."""
+"""Write files all or nothing (a reader never sees half a baseline or report); portable paths."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def _mode_for(path: Path) -> int:
 def write_json(path: Path, document: dict) -> None:
     """Sorted and indented, so the file diffs well in review."""
     write_atomic(path, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def portable_path(path: Path, rootdir: Path) -> str:
+    """Relative to the rootdir (with /) when inside it: baselines are committed and shared."""
+    try:
+        return Path(path).resolve().relative_to(rootdir.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -44,9 +44,10 @@ def coco(tmp_path, *, images=None, annotations=None, categories=None, name="dev.
 # --- COCO -------------------------------------------------------------------------------------
 
 def test_coco_units_images_and_crowd(tmp_path):
-    dataset, classes, crowd = load_detection(coco(tmp_path), "dev")
+    dataset = load_detection(coco(tmp_path), "dev")
+    classes = dataset.classes
+    crowd = dataset.crowd
     assert classes == ("scratch", "dent")  # by category id, not file order
-    assert dataset.task == "detection"
     images, units = dataset.images, dataset.units
     assert images["id"].tolist() == ["1", "2"]
     assert images["image"].tolist() == ["images/a.png", "images/b.png"]
@@ -78,7 +79,7 @@ def test_coco_units_images_and_crowd(tmp_path):
 
 
 def test_geometry_by_hand(tmp_path):
-    dataset, _, _ = load_detection(coco(tmp_path), "dev")
+    dataset = load_detection(coco(tmp_path), "dev")
     units = dataset.units
     # a: box 10..30 x 5..15 in 100 x 50: min(10/100, 5/50, 70/100, 35/50) = 0.1, 200 / 5000
     # b: box 90..100 x 40..50: touches the right and bottom edges
@@ -97,7 +98,7 @@ def test_coco_split_filtering(tmp_path):
     ]
     path = coco(tmp_path, images=images, annotations=annotations)
     (tmp_path / "b.png").unlink()  # images of other splits need not exist
-    dataset, _, _ = load_detection(path, "dev")
+    dataset = load_detection(path, "dev")
     assert dataset.images["id"].tolist() == ["1"]
     assert dataset.units["id"].tolist() == ["1"]
     assert dataset.all_ids == {"1", "2"}
@@ -109,7 +110,7 @@ def test_coco_size_read_from_image_when_missing(tmp_path):
     images = [{"id": 1, "file_name": "a.png"}]
     png(tmp_path / "a.png", size=(40, 20))
     path = coco(tmp_path, images=images, annotations=[])
-    dataset, _, _ = load_detection(path, "dev")
+    dataset = load_detection(path, "dev")
     assert dataset.images[["width", "height"]].to_numpy().tolist() == [[40, 20]]
     assert dataset.units.empty
 
@@ -177,7 +178,9 @@ OBJECTS = [
 
 @pytest.mark.parametrize("name", ["objects.csv", "objects.jsonl"])
 def test_table_loading(tmp_path, name):
-    dataset, classes, crowd = load_detection(table(tmp_path, OBJECTS, name), "dev")
+    dataset = load_detection(table(tmp_path, OBJECTS, name), "dev")
+    classes = dataset.classes
+    crowd = dataset.crowd
     assert classes == ("dent", "scratch")
     images, units = dataset.images, dataset.units
     assert images["id"].tolist() == ["a.png", "b.png"]  # b.png has no objects but is evaluated
@@ -211,7 +214,8 @@ def test_table_ids_split_and_sizes(tmp_path):
         {"image": "c.png", "label": "dent", "x1": 0, "y1": 0, "x2": 1, "y2": 1, "id": "",
          "split": "train", "width": 400, "height": 300},
     ]
-    dataset, classes, _ = load_detection(table(tmp_path, rows), "dev")
+    dataset = load_detection(table(tmp_path, rows), "dev")
+    classes = dataset.classes
     assert dataset.units["id"].tolist() == ["d1", "a.png#2"]
     assert dataset.units["_display"].tolist() == ["a.png #d1", "a.png #2"]
     assert dataset.images[["width", "height"]].to_numpy().tolist() == [[400, 300]]  # as given
@@ -224,7 +228,7 @@ def test_table_parquet(tmp_path):
     path = tmp_path / "objects.parquet"
     pd.DataFrame(rows).to_parquet(path)
     png(tmp_path / "a.png")
-    dataset, _, _ = load_detection(path, "dev")
+    dataset = load_detection(path, "dev")
     assert dataset.units[["x1", "y1", "x2", "y2"]].to_numpy().tolist() == [[1.5, 2, 3, 4]]
 
 
@@ -255,7 +259,8 @@ def test_table_errors(tmp_path, rows, message):
 # --- Predictions ------------------------------------------------------------------------------
 
 def test_predictions_coco_results(tmp_path):
-    dataset, classes, _ = load_detection(coco(tmp_path), "dev")
+    dataset = load_detection(coco(tmp_path), "dev")
+    classes = dataset.classes
     path = tmp_path / "results.json"
     path.write_text(json.dumps([
         {"image_id": 2, "category_id": 2, "bbox": [90, 40, 10, 10], "score": 0.9},
@@ -273,7 +278,8 @@ def test_predictions_coco_results(tmp_path):
 def test_predictions_coco_errors_and_other_splits(tmp_path):
     images = [{"id": 1, "file_name": "a.png", "width": 100, "height": 50, "split": "dev"},
               {"id": 2, "file_name": "b.png", "width": 100, "height": 50, "split": "train"}]
-    dataset, classes, _ = load_detection(coco(tmp_path, images=images, annotations=[]), "dev")
+    dataset = load_detection(coco(tmp_path, images=images, annotations=[]), "dev")
+    classes = dataset.classes
     args = (dataset.images, classes, dataset.all_ids, dataset.all_images)
     path = tmp_path / "results.json"
     entry = {"image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.3}
@@ -289,7 +295,8 @@ def test_predictions_coco_errors_and_other_splits(tmp_path):
 
 
 def test_predictions_table(tmp_path):
-    dataset, classes, _ = load_detection(table(tmp_path, OBJECTS), "dev")
+    dataset = load_detection(table(tmp_path, OBJECTS), "dev")
+    classes = dataset.classes
     args = (dataset.images, classes, dataset.all_ids, dataset.all_images)
     path = tmp_path / "predictions.csv"
     pd.DataFrame([
@@ -319,7 +326,8 @@ def test_predictions_table(tmp_path):
 def test_predictions_by_path_need_distinct_files(tmp_path):
     images = [{"id": 1, "file_name": "a.png", "width": 100, "height": 50},
               {"id": 2, "file_name": "a.png", "width": 100, "height": 50}]
-    dataset, classes, _ = load_detection(coco(tmp_path, images=images, annotations=[]), "dev")
+    dataset = load_detection(coco(tmp_path, images=images, annotations=[]), "dev")
+    classes = dataset.classes
     path = tmp_path / "predictions.csv"
     pd.DataFrame([{"image": "a.png", "label": "dent", "score": 1, "x1": 0, "y1": 0, "x2": 1,
                    "y2": 1}]).to_csv(path, index=False)

@@ -8,17 +8,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..config import BucketSpec
+from ..config import BucketSpec, Settings
 from ..errors import ErranError
-
-ALL = "all"
+from ..vocabulary import ALL, BucketKind
 
 
 @dataclass
 class Bucket:
     name: str
     mask: np.ndarray  # bool, one per unit
-    kind: str = "custom"  # "all", "class" (precision is defined for these two) or "custom"
+    kind: BucketKind = BucketKind.CUSTOM
+
+
+def bucket_kind(name: str, classes: tuple[str, ...]) -> BucketKind:
+    if name == ALL:
+        return BucketKind.ALL
+    return BucketKind.CLASS if name in classes else BucketKind.CUSTOM
 
 
 def positive_mask(units: pd.DataFrame, negative: str | None) -> np.ndarray:
@@ -38,13 +43,13 @@ def bucket_names(classes: tuple[str, ...], negative: str | None, specs: tuple[Bu
     return names
 
 
-def check_references(names: list[str], classes: tuple[str, ...], negative: str | None,
-                     specs: tuple[BucketSpec, ...], requirement_buckets: list[str],
-                     thresholds: dict) -> None:
-    """Catch typos before any model runs: requirements, `class` filters, thresholds, negative."""
+def check_references(names: list[str], classes: tuple[str, ...], settings: Settings) -> None:
+    """Catch typos before any model runs: requirements, `class` filters, thresholds, negative,
+    and metrics asked of buckets they are not defined on."""
+    negative = settings.negative
     if negative is not None and negative not in classes:
         raise ErranError(f"negative = '{negative}' is not one of the classes {list(classes)}")
-    for name in requirement_buckets:
+    for name in (r.bucket for r in settings.requirements):
         if name == negative:
             raise ErranError(f"[[require]] bucket = '{name}': '{name}' is the negative class; recall "
                              "counts defects, so require it on a defect class or bucket")
@@ -53,22 +58,26 @@ def check_references(names: list[str], classes: tuple[str, ...], negative: str |
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ErranError(f"[[require]] bucket = '{name}' is not a bucket; {hint}known buckets: "
                              f"{', '.join(names)}")
-    for spec in specs:
+    for spec in settings.buckets:
         if spec.cls is not None and spec.cls not in classes:
             raise ErranError(f"[buckets.{spec.name}] class = '{spec.cls}' is not one of the classes "
                              f"{list(classes)}")
-    for name in thresholds:
+    for name in settings.class_thresholds:
         if name not in classes:
             raise ErranError(f"[class_thresholds] '{name}' is not one of the classes {list(classes)}")
+    for requirement in settings.requirements:
+        if bucket_kind(requirement.bucket, classes) not in requirement.spec.buckets:
+            raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
+                             "class's own bucket or 'all' (predictions have a class, not a bucket)")
 
 
 def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str | None,
                   specs: tuple[BucketSpec, ...]) -> dict[str, Bucket]:
     labels = units["label"].to_numpy()
-    buckets = {ALL: Bucket(ALL, np.ones(len(units), bool), kind="all")}
+    buckets = {ALL: Bucket(ALL, np.ones(len(units), bool), BucketKind.ALL)}
     for cls in classes:
         if cls != negative:
-            buckets[cls] = Bucket(cls, labels == cls, kind="class")
+            buckets[cls] = Bucket(cls, labels == cls, BucketKind.CLASS)
     for spec in specs:
         mask = np.ones(len(units), bool)
         if spec.where is not None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Requirement, format_threshold
+from ..config import Requirement
+from ..vocabulary import GateMode, Metric, Outcome, format_threshold
 from .metrics import positives_needed, wilson
 from .results import BucketResult
 
 PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL, SKIPPED = (
-    "passed", "failed", "regressed", "inconclusive", "too_small", "skipped")
+    Outcome.PASSED, Outcome.FAILED, Outcome.REGRESSED, Outcome.INCONCLUSIVE, Outcome.TOO_SMALL,
+    Outcome.SKIPPED)
 
 
 @dataclass
@@ -17,7 +19,7 @@ class Verdict:
     requirement: Requirement
     value: float | None  # the measured metric the floor was applied to
     passed: bool
-    outcome: str
+    outcome: Outcome
     message: str
     needed: int | None = None  # positives a too-small bucket would need
 
@@ -72,42 +74,39 @@ def _not_compared(result: BucketResult) -> str:
 
 
 def _floor(requirement: Requirement, result: BucketResult, confidence: float) -> Verdict | None:
-    if requirement.metric == "drop":
+    if requirement.metric == Metric.DROP:
         return None
     threshold = requirement.threshold
     shown = format_threshold(threshold)
-    if requirement.metric in ("precision", "fp_per_image") and result.true_positives is None:
-        return Verdict(requirement, None, False, FAILED, f"{requirement.metric} is only defined for a "
-                       "class's own bucket and 'all'")
-    if requirement.metric == "fp_per_image":
-        value = result.fp_per_image
-        ok = value <= threshold
-        text = f"false positives per image {value:.3f} {'<=' if ok else '>'} {shown}"
-        return Verdict(requirement, value, ok, PASSED if ok else FAILED, text)
-    if requirement.metric == "precision":
-        value, n = result.precision, result.true_positives + result.false_positives
-        hits = result.true_positives
-    else:
-        value, n, hits = result.recall, result.positives, result.hits
+    value = getattr(result, requirement.metric)  # recall, precision or fp_per_image
     if value is None:
         return Verdict(requirement, None, False, FAILED, f"no predictions of this class to measure "
                        f"{requirement.metric} on")
+    if requirement.metric == Metric.FP_PER_IMAGE:
+        ok = requirement.spec.holds(value, threshold)
+        text = f"false positives per image {value:.3f} {'<=' if ok else '>'} {shown}"
+        return Verdict(requirement, value, ok, PASSED if ok else FAILED, text)
+    if requirement.metric == Metric.PRECISION:
+        n, hits = result.true_positives + result.false_positives, result.true_positives
+    else:
+        n, hits = result.positives, result.hits
     low = wilson(hits, n, confidence)[0]
     point = f"{requirement.metric} {value:.3f} ({hits}/{n})"
     best_low = wilson(n, n, confidence)[0]
+    lower_bound = requirement.gate == GateMode.LOWER_BOUND
     if best_low < threshold:  # even a perfect score could not show the floor is met
         needed = positives_needed(threshold, confidence)
-        counted = "predictions" if requirement.metric == "precision" else "positives"
+        counted = "predictions" if requirement.metric == Metric.PRECISION else "positives"
         need = f"{needed} {counted}" if needed else f"more {counted} than any finite bucket"
         small = (f"too small to tell: with {n} {counted} even {n}/{n} leaves the "
                  f"{confidence:.0%} lower bound at {best_low:.3f} < {shown}; it would need {need}")
-        if requirement.gate == "lower_bound":
+        if lower_bound:
             return Verdict(requirement, low, False, TOO_SMALL, f"{point}: {small}", needed=needed)
         if value < threshold:
             return Verdict(requirement, value, False, FAILED, f"{point} < {shown}; {small}", needed=needed)
         return Verdict(requirement, value, True, TOO_SMALL, f"{point} >= {shown}, but {small}",
                        needed=needed)
-    if requirement.gate == "lower_bound":
+    if lower_bound:
         ok = low >= threshold
         return Verdict(requirement, low, ok, PASSED if ok else FAILED,
                        f"{point}: {confidence:.0%} lower bound {low:.3f} {'>=' if ok else '<'} {shown}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..units import PrecisionCounts
+from ..vocabulary import METRICS, BucketKind, Metric
 from .baseline import Baseline
 from .buckets import Bucket, positive_mask
 from .metrics import regression_p, wilson
@@ -26,15 +28,6 @@ class Comparison:
 
 
 @dataclass
-class PrecisionCounts:
-    """The predictions of one class (or of all): right, wrong, and where the wrong ones are."""
-
-    true_positives: int
-    false_positives: int
-    false_positive_images: list[str]  # one entry per false positive, in dataset order
-
-
-@dataclass
 class BucketResult:
     name: str
     positives: int
@@ -43,7 +36,7 @@ class BucketResult:
     ci_high: float
     missed: list[str]  # unit ids, in dataset order
     missed_paths: list[str] = field(default_factory=list)
-    kind: str = "custom"
+    kind: BucketKind = BucketKind.CUSTOM
     # precision side, for class buckets and "all": predictions of the class that were right/wrong
     true_positives: int | None = None
     false_positives: int | None = None
@@ -84,8 +77,8 @@ def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: st
         hits = int((members & hit).sum())
         missed = members & ~hit
         low, high = wilson(hits, n, confidence)
-        # Predictions belong to a class, so precision exists for class buckets and "all" only.
-        counts = precision_counts.get(bucket.name) if bucket.kind != "custom" else None
+        # Predictions belong to a class: precision exists on the buckets its metric names.
+        counts = precision_counts.get(bucket.name) if bucket.kind in METRICS[Metric.PRECISION].buckets else None
         results[name] = BucketResult(
             name=name, positives=n, hits=hits, ci_low=low, ci_high=high,
             missed=ids[missed].tolist(), missed_paths=paths[missed].tolist(), kind=bucket.kind,

@@ -67,3 +67,21 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
         np.savez(temp, **arrays)
         os.replace(temp, target)
         return arrays, False
+
+
+class PredictionCache:
+    """The predictions of one model on one dev set; a key adds what else decides them
+    (preprocessing, output adapter, classes...)."""
+
+    def __init__(self, directory: Path | None, model_sha256: str, data_sha256: str, ids: list[str],
+                 paths: list[str]):
+        self.directory = directory
+        self.model_sha256, self.data_sha256 = model_sha256, data_sha256
+        self.ids, self.paths = ids, paths
+
+    def arrays(self, compute: Callable[[], dict[str, np.ndarray]], **parts) -> tuple[dict[str, np.ndarray], bool]:
+        def make_key() -> str:
+            return cache_key(model=self.model_sha256, data=self.data_sha256, ids=self.ids,
+                             files=files_fingerprint(self.paths), **parts)
+
+        return cached_arrays(self.directory, make_key, compute)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..pipeline import portable_path
+from ..files import portable_path
+from ..vocabulary import Metric
 
 REPORT_VERSION = 1
 
@@ -61,7 +62,7 @@ def _requirement(verdict) -> dict:
         "id": verdict.id,
         "bucket": requirement.bucket,
         "metric": requirement.metric,
-        "threshold": requirement.max_drop if requirement.metric == "drop" else requirement.threshold,
+        "threshold": requirement.max_drop if requirement.metric == Metric.DROP else requirement.threshold,
         "max_drop": requirement.max_drop,
         "gate": requirement.gate,
         "value": verdict.value,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from ..config import format_threshold
 from ..analysis.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
+from ..vocabulary import METRICS, GateMode, Metric, TaskName, format_threshold
 
 SHOWN_MISSES = 5
 STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",
@@ -77,7 +77,7 @@ class Row:
         """How far below its floor (in the metric's units): a regression has no shortfall."""
         gaps = [v.requirement.threshold - v.value for v in self.verdicts
                 if v.outcome in (FAILED, TOO_SMALL) and not v.passed and v.value is not None
-                and v.requirement.metric != "fp_per_image"]
+                and v.requirement.spec.sign == ">="]
         return max(gaps, default=0.0)
 
     @property
@@ -106,17 +106,16 @@ def _ranked_rows(evaluation) -> list[Row]:
 
 
 def _required(verdicts) -> str:
+    """'>=0.90 drop<=0.02', 'prec>=0.80', 'fp/img<=0.10'; '(lb)' marks a lower-bound gate."""
     parts = []
     for v in verdicts:
         r = v.requirement
-        if r.metric == "recall":
-            parts.append(f">={format_threshold(r.threshold)}" + (" (lb)" if r.gate == "lower_bound" else ""))
-        elif r.metric == "precision":
-            parts.append(f"prec>={format_threshold(r.threshold)}")
-        elif r.metric == "fp_per_image":
-            parts.append(f"fp/img<={format_threshold(r.threshold)}")
+        if r.metric != Metric.DROP:
+            lower_bound = " (lb)" if r.metric == Metric.RECALL and r.gate == GateMode.LOWER_BOUND else ""
+            parts.append(f"{r.spec.label}{r.spec.sign}{format_threshold(r.threshold)}{lower_bound}")
         if r.max_drop is not None:
-            parts.append(f"drop<={format_threshold(r.max_drop)}")
+            drop = METRICS[Metric.DROP]
+            parts.append(f"{drop.label}{drop.sign}{format_threshold(r.max_drop)}")
     return " ".join(parts) or "-"
 
 
@@ -126,7 +125,7 @@ def _number(value, digits=3) -> str:
 
 def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
     compare = evaluation.baseline is not None
-    precision = any(r.result.true_positives is not None for r in rows) and evaluation.task == "detection"
+    precision = any(r.result.true_positives is not None for r in rows) and evaluation.task == TaskName.DETECTION
     head = ["bucket", "positives", "recall", f"{evaluation.settings.confidence:.0%} interval"]
     if compare:
         head += ["baseline", "delta", "-missed/+caught", "p"]
@@ -169,7 +168,7 @@ def _misses(rows: list[Row]) -> list[tuple[str, dict]]:
         for verdict in row.verdicts:
             if not verdict.passed or verdict.warning:
                 lines.append((verdict.headline, MARKUP.get(verdict.outcome, {})))
-        if any(v.requirement.metric in ("precision", "fp_per_image") and v.outcome != PASSED
+        if any(v.requirement.metric in (Metric.PRECISION, Metric.FP_PER_IMAGE) and v.outcome != PASSED
                for v in row.verdicts) and r.false_positive_images:
             lines.append((_listing(f"false positives of {r.name}", _counted(r.false_positive_images)), {}))
         comparison = r.comparison

@@ -1,1 +1,58 @@
-"""The tasks: each loads its dev set and turns predictions into hits on units."""
+"""The tasks, behind one interface: the pipeline asks the registry for `settings.task` and never
+branches on it. A task loads its dev set, runs the checks only it can make, and predicts and
+matches, handing back one `TaskResult` (see units.py).
+
+Adding a task is a new wing beside classification/ and detection/, and one line in TASKS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ..vocabulary import TaskName
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..inference.cache import PredictionCache
+    from ..inference.onnx_model import OnnxModel
+    from ..units import TaskResult
+    from .dataset import Dataset
+
+# Imported on first use: a classification run never imports the detection wing.
+TASKS: dict[TaskName, str] = {
+    TaskName.CLASSIFICATION: "pytest_erran.tasks.classification.task:ClassificationTask",
+    TaskName.DETECTION: "pytest_erran.tasks.detection.task:DetectionTask",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a task's predict step works with."""
+
+    settings: "Settings"
+    dataset: "Dataset"
+    classes: tuple[str, ...]  # model output index -> class name
+    model: "OnnxModel | None"  # None: settings.predictions is read instead
+    cache: "PredictionCache"
+    adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
+
+
+class Task(Protocol):
+    name: TaskName
+
+    def load(self, settings: "Settings") -> "Dataset":
+        """The dev set's images and units tables (units.py documents their columns)."""
+
+    def check(self, settings: "Settings", dataset: "Dataset", classes: tuple[str, ...]) -> None:
+        """Checks only this task can make, before any image is decoded; raise ErranError."""
+
+    def predict(self, context: Context) -> "TaskResult":
+        """Predictions (from the model or the predictions file) matched to the units."""
+
+
+def task_for(name: TaskName) -> Task:
+    module, _, cls = TASKS[TaskName(name)].partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,9 +1,5 @@
-"""Dev sets -> an images table (one row per image) and a units table (one row per unit);
-the helpers every task's loaders share.
-
-A unit is what recall counts: an image for classification, a ground-truth object for
-detection. Internal columns start with "_" so they never collide with a manifest's own.
-"""
+"""A dev set: an images table (one row per image) and a units table (one row per unit, the
+columns units.py documents); and the helpers every task's loaders share."""
 
 from __future__ import annotations
 
@@ -22,14 +18,14 @@ from ..errors import ErranError
 @dataclass
 class Dataset:
     path: Path
-    task: str
-    images: pd.DataFrame  # id, image, _path, _source, label (classification), tags, metadata
-    units: pd.DataFrame  # id, image_id, label, tags, _display, metadata (+ object columns)
+    images: pd.DataFrame
+    units: pd.DataFrame
     sha256: str
     # Every id and image path of the file, all splits: predictions files may cover them all.
     all_ids: set[str] = field(default_factory=set)
     all_images: set[str] = field(default_factory=set)
-    category_ids: dict[str, int] = field(default_factory=dict)  # detection: class -> COCO id
+    # The classes the file itself defines, in model output order (COCO categories by id).
+    classes: tuple[str, ...] | None = None
 
     @property
     def labels(self) -> set[str]:

@@ -25,7 +25,7 @@ def load_classification(path: Path, split: str) -> Dataset:
     _check_images_exist(images)
     units = images.assign(image_id=images["id"], _display=images["image"],
                           _image_index=range(len(images)))
-    return Dataset(path=path, task="classification", images=images, units=units, sha256=digest,
+    return Dataset(path=path, images=images, units=units, sha256=digest,
                    all_ids=set(everything["id"]), all_images=set(everything["image"]))
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ...errors import ErranError
+from ...units import ClassScores
 
 
-@dataclass
-class ClassPredictions:
-    """Per image: the predicted class index and, when the model gives them, all class scores."""
-
-    index: np.ndarray  # [N] int
-    scores: np.ndarray | None  # [N, C] float32 probabilities, or None for label-only outputs
-
-
-def interpret_output(value, classes: tuple[str, ...], where: str) -> ClassPredictions:
+def interpret_output(value, classes: tuple[str, ...], where: str) -> ClassScores:
     """One batch of one model output: [N, C] scores, [N] indices or labels, or ZipMap maps."""
     if isinstance(value, list):  # skl2onnx's ZipMap: a sequence of {class: probability}
         return _from_scores(_zipmap_scores(value, classes, where))
@@ -31,13 +22,13 @@ def interpret_output(value, classes: tuple[str, ...], where: str) -> ClassPredic
             if unknown:
                 raise ErranError(f"{where}: predicts label '{unknown[0]}', which is not one of the "
                                  f"classes {list(classes)}")
-            return ClassPredictions(np.array([lookup[str(v)] for v in array], np.int64), None)
+            return ClassScores(np.array([lookup[str(v)] for v in array], np.int64), None)
         if array.dtype.kind not in "iu":
             raise ErranError(f"{where}: a 1-D output must hold class indices, got {array.dtype}")
         if len(array) and (array.min() < 0 or array.max() >= len(classes)):
             raise ErranError(f"{where}: predicts class index {int(array.max())}, but `classes` has "
                              f"{len(classes)} names")
-        return ClassPredictions(array.astype(np.int64), None)
+        return ClassScores(array.astype(np.int64), None)
     if array.ndim != 2:
         raise ErranError(f"{where}: expected scores [N, classes] or labels [N], got shape "
                          f"{list(array.shape)}")
@@ -65,15 +56,15 @@ def _zipmap_scores(maps: list, classes: tuple[str, ...], where: str) -> np.ndarr
     return np.array([[m[k] for k in order] for m in maps], np.float32).reshape(len(maps), len(classes))
 
 
-def _from_scores(scores: np.ndarray) -> ClassPredictions:
+def _from_scores(scores: np.ndarray) -> ClassScores:
     index = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
-    return ClassPredictions(index.astype(np.int64), scores)
+    return ClassScores(index.astype(np.int64), scores)
 
 
-def concat(parts: list[ClassPredictions]) -> ClassPredictions:
+def concat(parts: list[ClassScores]) -> ClassScores:
     index = np.concatenate([p.index for p in parts]) if parts else np.zeros(0, np.int64)
     has_scores = parts and all(p.scores is not None for p in parts)
-    return ClassPredictions(index, np.concatenate([p.scores for p in parts]) if has_scores else None)
+    return ClassScores(index, np.concatenate([p.scores for p in parts]) if has_scores else None)
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
@@ -86,9 +77,10 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predicted_labels(pred: ClassPredictions, classes: tuple[str, ...], thresholds: dict[str, float],
+def predicted_labels(pred: ClassScores, classes: tuple[str, ...], thresholds: dict[str, float],
                      negative: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted class name per image, and the score of that class (None without scores).
+    `pred.scores` are probabilities (see as_probabilities).
 
     argmax; when that class has a threshold and its score is below it, the prediction
     becomes the negative class.
@@ -96,8 +88,7 @@ def predicted_labels(pred: ClassPredictions, classes: tuple[str, ...], threshold
     names = np.asarray(classes, dtype=object)[pred.index]
     if pred.scores is None:
         return apply_thresholds(names, None, thresholds, negative, "the model (labels only)"), None
-    scores = as_probabilities(pred.scores)
-    top = scores[np.arange(len(scores)), pred.index]
+    top = pred.scores[np.arange(len(pred.scores)), pred.index]
     return apply_thresholds(names, top, thresholds, negative, "the model"), top
 
 

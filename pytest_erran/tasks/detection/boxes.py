@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ...errors import ErranError
+from ...units import BOX
 
-BOX = ["x1", "y1", "x2", "y2"]
 
 
 CROWD_COLUMNS = ["_image_index", "label", *BOX]

@@ -11,6 +11,7 @@ computes, e.g. `label`) are dropped so they can never hide erran's own.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,18 @@ from .coco import _coco
 from .object_table import _table
 
 
-def load_detection(path: Path, split: str) -> tuple[Dataset, tuple[str, ...], pd.DataFrame]:
-    """(dataset, class names, crowd boxes) of a COCO JSON (.json) or an object table.
+@dataclass
+class DetectionDataset(Dataset):
+    # One row per crowd box of an evaluated image: _image_index, label, x1..y2. Not units:
+    # predictions may fall on them without counting as false positives (COCO iscrowd).
+    crowd: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROWD_COLUMNS))
+    category_ids: dict[str, int] = field(default_factory=dict)  # class -> COCO category id
+
+
+def load_detection(path: Path, split: str) -> DetectionDataset:
+    """A COCO JSON (.json) or an object table as a dataset of objects, crowd boxes apart.
 
     Classes: COCO category names by category id; for a table, its sorted non-empty labels.
-    Crowd: one row per crowd box of an evaluated image, columns _image_index, label, x1..y2.
     """
     if path.suffix.lower() == ".json":
         images, objects, classes, category_ids = _coco(path)
@@ -45,10 +53,9 @@ def load_detection(path: Path, split: str) -> tuple[Dataset, tuple[str, ...], pd
     _check_images_exist(images)
     _fill_sizes(images)
     units, crowd = _units(images, objects)
-    dataset = Dataset(path=path, task="detection", images=images, units=units,
-                      sha256=file_sha256(path), all_ids=set(everything["id"]),
-                      all_images=set(everything["image"]), category_ids=category_ids)
-    return dataset, classes, crowd
+    return DetectionDataset(path=path, images=images, units=units, sha256=file_sha256(path),
+                            all_ids=set(everything["id"]), all_images=set(everything["image"]),
+                            classes=classes, crowd=crowd, category_ids=category_ids)
 
 
 def _fill_sizes(images: pd.DataFrame) -> None:

@@ -22,14 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from ...analysis.results import PrecisionCounts
+from ...units import Match
 
-BELOW_THRESHOLD = 0
-TRUE_POSITIVE = 1
-FALSE_POSITIVE = 2
-IGNORED = 3
+BELOW_THRESHOLD, TRUE_POSITIVE, FALSE_POSITIVE, IGNORED = (
+    Match.BELOW_THRESHOLD, Match.TRUE_POSITIVE, Match.FALSE_POSITIVE, Match.IGNORED)
 
 # Upper bound on (prediction, ground truth) pairs whose IoU is computed at once; bounds memory
 # (a few arrays of this many float64) when one image holds thousands of boxes.
@@ -44,10 +41,14 @@ class DetectionMatch:
 
     gt_hit: [G] bool, True for a non-crowd ground truth matched by a prediction (crowd: False).
     pred_outcome: [P] int8, one of BELOW_THRESHOLD, TRUE_POSITIVE, FALSE_POSITIVE, IGNORED.
+    pred_gt: [P] int64, the ground truth a TRUE_POSITIVE matched (its index), else -1.
+    pred_iou: [P] float64, the IoU of that pair, else NaN.
     """
 
     gt_hit: np.ndarray
     pred_outcome: np.ndarray
+    pred_gt: np.ndarray
+    pred_iou: np.ndarray
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
@@ -100,9 +101,11 @@ def match_detections(
 
     pred_outcome = np.full(len(pred_label), BELOW_THRESHOLD, dtype=np.int8)
     gt_hit = np.zeros(len(gt_label), dtype=bool)
+    pred_gt = np.full(len(pred_label), -1, dtype=np.int64)
+    pred_iou = np.full(len(pred_label), np.nan)
     kept = np.flatnonzero(pred_score >= score_thresholds[pred_label])  # NaN scores drop out
     if len(kept) == 0:
-        return DetectionMatch(gt_hit, pred_outcome)
+        return DetectionMatch(gt_hit, pred_outcome, pred_gt, pred_iou)
 
     gt_group, pred_group = _group_ids(gt_image, gt_label, pred_image[kept], pred_label[kept])
     # Ground truth by group, predictions by group and best score first. Both stable: equal
@@ -136,8 +139,11 @@ def match_detections(
     outcome[fallback[match[fallback] < 0]] = IGNORED
 
     pred_outcome[pred_order] = outcome
-    gt_hit[gt_order[match[match >= 0]]] = True
-    return DetectionMatch(gt_hit, pred_outcome)
+    matched = np.flatnonzero(match >= 0)
+    gt_hit[gt_order[match[matched]]] = True
+    pred_gt[pred_order[matched]] = gt_order[match[matched]]
+    pred_iou[pred_order[matched]] = _pair_iou(pred_box[pred_order[matched]], gt_box[gt_order[match[matched]]], None)
+    return DetectionMatch(gt_hit, pred_outcome, pred_gt, pred_iou)
 
 
 def per_class_counts(
@@ -296,31 +302,3 @@ def _check_objects(what: str, image, label, box, extra: tuple):
         if len(values) and not np.issubdtype(values.dtype, np.integer):
             raise ValueError(f"{what}: {name} indices must be integers, got {values.dtype}")
     return image.astype(np.int64), label.astype(np.int64), box, extra
-
-
-def match_units(units: pd.DataFrame, crowd: pd.DataFrame, predictions: dict[str, np.ndarray],
-                classes: tuple[str, ...], thresholds: np.ndarray, iou_threshold: float,
-                image_names: list[str]):
-    """`_hit` per ground-truth object, and per class and 'all' the true positives, false
-    positives and the image of each false positive (`image_names` by image index)."""
-    index = {c: i for i, c in enumerate(classes)}
-    gt = pd.concat([units[["_image_index", "label", "x1", "y1", "x2", "y2"]],
-                    crowd[["_image_index", "label", "x1", "y1", "x2", "y2"]]], ignore_index=True)
-    result = match_detections(
-        gt["_image_index"].to_numpy(np.int64), gt["label"].map(index).to_numpy(np.int64),
-        gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64),
-        np.arange(len(gt)) >= len(units),
-        predictions["image"], predictions["label"], predictions["box"], predictions["score"],
-        # in the scores' own precision: a float32 score of 0.7 meets score_threshold = 0.7
-        np.asarray(thresholds, predictions["score"].dtype), iou_threshold,
-    )
-    units = units.assign(_hit=result.gt_hit[: len(units)])
-    tp, fp = per_class_counts(predictions["label"], result.pred_outcome, len(classes))
-    wrong = result.pred_outcome == FALSE_POSITIVE
-    names = np.asarray(image_names, dtype=object)
-    counts = {c: PrecisionCounts(int(tp[i]), int(fp[i]),
-                                 names[np.sort(predictions["image"][wrong & (predictions["label"] == i)])].tolist())
-              for i, c in enumerate(classes)}
-    counts["all"] = PrecisionCounts(int(tp.sum()), int(fp.sum()),
-                                    names[np.sort(predictions["image"][wrong])].tolist())
-    return units, counts
