@@ -50,12 +50,11 @@ class ErranState:
         return hasattr(self.config, "workerinput")
 
     def header(self) -> str:
-        from .report.terminal import shown_path
+        from .report.terminal import evaluated, shown_path
 
         s = self.settings
-        source = f"predictions {shown_path(s.predictions)}" if s.predictions else f"model {shown_path(s.model)}"
         config = shown_path(s.config_path) if s.config_path else "the command line"
-        return (f"erran: {source}, data {shown_path(s.data) if s.data else None}, "
+        return (f"erran: {evaluated(s)}, data {shown_path(s.data) if s.data else None}, "
                 f"{len(s.requirements)} requirement(s) from {config}")
 
     def evaluate(self) -> None:

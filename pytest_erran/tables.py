@@ -1,10 +1,12 @@
-"""Read CSV, JSONL and Parquet tables with a location for every row, for error messages."""
+"""Read CSV, JSONL and Parquet tables and JSON documents with a location for every row, for error
+messages; turn their cells into numbers naming the first bad one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import ErranError
@@ -112,7 +114,7 @@ def _as_text(column: pd.Series) -> pd.Series:
 
 def _maybe_numeric(column: pd.Series) -> pd.Series:
     """Numbers when every non-empty value is one (vectorised: manifests have 100k rows)."""
-    blank = column.isna() | (column.astype(object) == "")
+    blank = pd.Series(is_blank(column), index=column.index)
     if blank.all():
         return column
     try:
@@ -121,4 +123,37 @@ def _maybe_numeric(column: pd.Series) -> pd.Series:
         return column
     if converted[~blank].isna().any():
         return column
+    return converted
+
+
+def read_json(path: Path, what: str):
+    """The JSON document at `path`; `what` says which setting names it, for a missing file."""
+    if not path.is_file():
+        raise ErranError(f"{path}: no such file; check {what}")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ErranError(f"{path} line {e.lineno} column {e.colno}: not valid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ErranError(f"{path}: not UTF-8 text: {e}") from None
+
+
+def is_blank(values: pd.Series | pd.DataFrame) -> np.ndarray:
+    """Missing, or text that is empty once stripped: an empty cell of a table."""
+    text = values.astype(str).apply(lambda column: column.str.strip()) if isinstance(values, pd.DataFrame) \
+        else values.astype(str).str.strip()
+    return (values.isna() | (text == "")).to_numpy()
+
+
+def numbers(values: pd.Series, sources: list[str], message: str, required=True) -> np.ndarray:
+    """`values` as floats (NaN where blank). A finite number is needed in every non-blank cell,
+    and in every cell where `required` (a bool or a mask) holds; the first cell that fails is an
+    error: `message` formatted with its {source} and {value!r}."""
+    converted = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    blank = is_blank(values)
+    bad = np.flatnonzero((~blank | required) & ~np.isfinite(converted))
+    if len(bad):
+        row = bad[0]
+        raise ErranError(message.format(source=sources[row], value=values.iloc[row]))
     return converted

@@ -123,7 +123,7 @@ def letterbox_geometry(
     round(H * scale)) and pasted into the (w, h) input at (left, top), the rest gray 114.
     Rounding follows Ultralytics' LetterBox (Python round, pad split with a -0.1 nudge).
     """
-    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
+    (width, height), (in_w, in_h) = check_size(image_size, "image_size"), check_size(input_size, "input_size")
     scale = min(in_w / width, in_h / height)
     new_w, new_h = int(round(width * scale)), int(round(height * scale))
     left = int(round((in_w - new_w) / 2 - 0.1))
@@ -131,7 +131,7 @@ def letterbox_geometry(
     return scale, new_w, new_h, left, top
 
 
-def _size(size, what: str) -> tuple[float, float]:
+def check_size(size, what: str) -> tuple[float, float]:
     values = tuple(size)
     if len(values) != 2 or min(values) <= 0:
         raise ValueError(f"{what} must be (width, height) with both positive, got {size!r}")

@@ -34,10 +34,7 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
 
 def _header(evaluation) -> str:
     timing = evaluation.timing
-    settings = evaluation.settings
-    source = f"predictions {shown_path(settings.predictions)}" if settings.predictions else \
-        f"model {shown_path(settings.model)}"
-    text = (f"{source}  data {shown_path(evaluation.dataset.path)}  "
+    text = (f"{evaluated(evaluation.settings)}  data {shown_path(evaluation.dataset.path)}  "
             f"{len(evaluation.units)} units in {timing['images']} images")
     if timing.get("predicted"):
         rate = timing["predicted"] / max(timing["predict_s"], 1e-9)
@@ -45,6 +42,13 @@ def _header(evaluation) -> str:
     elif evaluation.settings.predictions is None:
         text += ", predictions from cache"
     return text
+
+
+def evaluated(settings) -> str:
+    """What is evaluated: 'model models/v2.onnx' or 'predictions preds.csv'."""
+    if settings.predictions:
+        return f"predictions {shown_path(settings.predictions)}"
+    return f"model {shown_path(settings.model)}"
 
 
 def shown_path(path) -> str:

@@ -51,7 +51,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _select_split(frame: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
+def select_split(frame: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
     if "split" not in frame.columns:
         return frame
     selected = frame[frame["split"] == split]
@@ -64,34 +64,17 @@ def _select_split(frame: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
     return selected
 
 
-def _check_unique_ids(frame: pd.DataFrame) -> None:
-    duplicated = frame[frame["id"].duplicated(keep=False)]
+def check_unique(ids: pd.Series, where: Callable[[object], str], what: str, fix: str) -> None:
+    """The first id given twice is an error naming both places (`where` of an index label)."""
+    duplicated = ids[ids.duplicated(keep=False)]
     if len(duplicated):
-        first = duplicated.iloc[0]["id"]
-        places = duplicated[duplicated["id"] == first]["_source"].tolist()
-        raise ErranError(f"{' and '.join(places)}: the id '{first}' appears twice; give every row its own id")
+        first = duplicated.iloc[0]
+        rows = duplicated.index[duplicated == first]
+        raise ErranError(f"{where(rows[0])} and {where(rows[1])}: {what} '{first}' appears twice; {fix}")
 
 
-def _split_tags(column: pd.Series) -> list[tuple[str, ...]]:
-    return [tuple(t.strip() for t in value.split(";") if t.strip()) for value in column]
-
-
-def _check_images_exist(images: pd.DataFrame) -> None:
-    for path, source in zip(images["_path"], images["_source"]):
-        if not os.path.isfile(path):
-            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
-
-
-def _is_metadata(column: pd.Series, reserved: set[str]) -> bool:
-    name = column.name
-    if not isinstance(name, str) or name in reserved or name.startswith("_"):
-        return False
-    # Lists and dicts (segmentation, keypoints) cannot be compared in a `where` expression.
-    return column.dtype != object or not column.map(lambda v: isinstance(v, (list, dict))).any()
-
-
-def _tags(value) -> tuple[str, ...]:
-    """COCO tags: a list, or one ";"-separated string as in tables."""
+def parse_tags(value) -> tuple[str, ...]:
+    """Tags as a list (JSON), or one ";"-separated string (tables); blank means none."""
     if value is None or (isinstance(value, float) and value != value):
         return ()
     if isinstance(value, (list, tuple)):
@@ -99,14 +82,21 @@ def _tags(value) -> tuple[str, ...]:
     return tuple(t.strip() for t in str(value).split(";") if t.strip())
 
 
-def _check_unique(ids: pd.Series, where: Callable[[int], str], what: str) -> None:
-    duplicated = ids[ids.duplicated(keep=False)]
-    if len(duplicated):
-        first = duplicated.iloc[0]
-        rows = duplicated.index[duplicated == first]
-        raise ErranError(f"{where(rows[0])} and {where(rows[1])}: {what} id '{first}' appears "
-                         "twice; ids must be unique")
+def check_images_exist(images: pd.DataFrame) -> None:
+    for path, source in zip(images["_path"], images["_source"]):
+        if not os.path.isfile(path):
+            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
+
+
+def is_metadata(column: pd.Series, reserved: set[str]) -> bool:
+    """A column a `where` can use: not erran's own, and not lists or dicts (segmentation,
+    keypoints), which cannot be compared."""
+    name = column.name
+    if not isinstance(name, str) or name in reserved or name.startswith("_"):
+        return False
+    return column.dtype != object or not column.map(lambda v: isinstance(v, (list, dict))).any()
 
 
 def normalise(path: str) -> str:
+    """A path as a dev set writes it, compared up to "./" and backslashes."""
     return posixpath.normpath(path.replace("\\", "/"))

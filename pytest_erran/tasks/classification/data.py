@@ -10,8 +10,7 @@ import pandas as pd
 
 from ...errors import ErranError
 from ...tables import read_table
-from ..dataset import (Dataset, _check_images_exist, _check_unique_ids, _select_split, _split_tags,
-                       file_sha256)
+from ..dataset import Dataset, check_images_exist, check_unique, file_sha256, parse_tags, select_split
 
 TEXT_COLUMNS = ("id", "image", "label", "tags", "split")
 
@@ -22,7 +21,7 @@ def load_classification(path: Path, split: str) -> Dataset:
         everything = images
     else:
         images, digest, everything = _manifest(path, split)
-    _check_images_exist(images)
+    check_images_exist(images)
     units = images.assign(image_id=images["id"], _display=images["image"],
                           _image_index=range(len(images)))
     return Dataset(path=path, images=images, units=units, sha256=digest,
@@ -50,13 +49,13 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
     else:
         frame["id"] = frame["image"]
     everything = frame[["id", "image"]]
-    frame = _select_split(frame, path, split)
+    frame = select_split(frame, path, split)
     for column in ("image", "label"):
         blank = frame[frame[column] == ""]
         if len(blank):
             raise ErranError(f"{blank['_source'].iloc[0]}: empty `{column}`; every row needs one")
-    _check_unique_ids(frame)
-    frame["tags"] = _split_tags(frame["tags"]) if "tags" in frame.columns else [()] * len(frame)
+    check_unique(frame["id"], frame["_source"].__getitem__, "the id", "give every row its own id")
+    frame["tags"] = [parse_tags(value) for value in frame["tags"]] if "tags" in frame.columns else [()] * len(frame)
     base = str(path.parent.resolve())  # one resolve, not one per row (each is an lstat per component)
     frame["_path"] = [os.path.normpath(os.path.join(base, image)) for image in frame["image"]]
     return frame.reset_index(drop=True), file_sha256(path), everything

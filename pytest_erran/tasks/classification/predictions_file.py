@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ...tables import read_table
+from ...tables import numbers, read_table
 from ..dataset import normalise
 
 
@@ -52,8 +52,7 @@ def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all
                          f"one of the classes {list(classes)}")
     scores = None
     if "score" in table.columns:
-        scores = pd.to_numeric(table["score"], errors="coerce").to_numpy(float)[order]
-        bad = np.flatnonzero(np.isnan(scores))
-        if len(bad):
-            raise ErranError(f"{sources[order[bad[0]]]}: `score` must be a number")
+        # only the evaluated images' rows: rows of other splits are not read
+        scores = numbers(table["score"].iloc[order], [sources[i] for i in order],
+                         "{source}: `score` must be a number")
     return labels, scores

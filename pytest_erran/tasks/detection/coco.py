@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ..dataset import _check_unique, _is_metadata, _tags
+from ...tables import read_json
+from ..dataset import check_unique, is_metadata, parse_tags
 from .boxes import BOX, UNIT_COLUMNS, coco_boxes
 
 COCO_IMAGE_KEYS = {"id", "file_name", "image", "width", "height", "tags", "attributes"}
@@ -27,8 +27,8 @@ def map_categories(categories: list, mapping: dict, sources: list[str], problem:
     return mapped
 
 
-def _coco(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...], dict[str, int]]:
-    data = _read_json(path)
+def read_coco(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...], dict[str, int]]:
+    data = read_json(path, "`data` in the config")
     if not isinstance(data, dict):
         raise ErranError(f"{path}: expected a COCO object with images, annotations and "
                          "categories; for one object per line use a .jsonl table")
@@ -42,18 +42,6 @@ def _coco(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...], dict
     return images, objects, classes, {name: category_id for category_id, name in name_of.items()}
 
 
-def _read_json(path: Path):
-    if not path.is_file():
-        raise ErranError(f"{path}: no such file; check `data` in the config")
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ErranError(f"{path} line {e.lineno} column {e.colno}: not valid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ErranError(f"{path}: not UTF-8 text: {e}") from None
-
-
 def _categories(path: Path, records: list) -> tuple[tuple[str, ...], dict]:
     """Class names in category id order, and category id -> name."""
     _check_records(path, records, "category", ("id", "name"))
@@ -61,7 +49,7 @@ def _categories(path: Path, records: list) -> tuple[tuple[str, ...], dict]:
     for i, category_id in enumerate(ids):
         if not isinstance(category_id, int) or isinstance(category_id, bool):
             raise ErranError(f"{path.name} categories[{i}]: id {category_id!r} must be an integer")
-    _check_unique(pd.Series(ids), lambda i: f"{path.name} categories[{i}]", "category")
+    check_unique(pd.Series(ids), lambda i: f"{path.name} categories[{i}]", "category id", "ids must be unique")
     names = pd.Series([str(r["name"]) for r in sorted(records, key=lambda r: r["id"])])
     if names.duplicated().any():
         raise ErranError(f"{path}: two categories are named '{names[names.duplicated()].iloc[0]}'; "
@@ -77,15 +65,15 @@ def _coco_images(path: Path, records: list) -> pd.DataFrame:
     frame["_source"] = [f"{path.name} image {i}" for i in frame["id"]]
     frame["width"] = [r.get("width") for r in records]
     frame["height"] = [r.get("height") for r in records]
-    frame["tags"] = [_tags(r.get("tags")) for r in records]
-    _check_unique(frame["id"], lambda i: f"{path.name} images[{i}]", "image")
+    frame["tags"] = [parse_tags(r.get("tags")) for r in records]
+    check_unique(frame["id"], lambda i: f"{path.name} images[{i}]", "image id", "ids must be unique")
     return frame
 
 
 def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict) -> pd.DataFrame:
     _check_records(path, records, "annotation", ("id", "image_id", "category_id", "bbox"))
     ids = pd.Series([str(r["id"]) for r in records], dtype=object)
-    _check_unique(ids, lambda i: f"{path.name} annotations[{i}]", "annotation")
+    check_unique(ids, lambda i: f"{path.name} annotations[{i}]", "annotation id", "ids must be unique")
     sources = (f"{path.name} annotation " + ids).tolist()
     image_ids = pd.Series([str(r["image_id"]) for r in records], dtype=object)
     file_of = pd.Series(images["image"].to_numpy(), index=images["id"])
@@ -100,7 +88,7 @@ def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict
     core = pd.DataFrame({
         "id": ids, "image_id": image_ids, "label": labels.astype(object),
         **{name: boxes[:, k] for k, name in enumerate(BOX)},
-        "tags": [_tags(r.get("tags")) for r in records],
+        "tags": [parse_tags(r.get("tags")) for r in records],
         "_crowd": np.array([bool(r.get("iscrowd", 0)) for r in records], dtype=bool),
         "_source": sources, "_display": files + " #" + ids.to_numpy(),
     })
@@ -129,4 +117,4 @@ def _metadata(records: list[dict], reserved: set[str]) -> pd.DataFrame:
         flat = pd.DataFrame.from_records([a if isinstance(a, dict) else {} for a in attributes])
         flat = flat.reindex(range(len(records)))
         frame = pd.concat([frame, flat.drop(columns=[c for c in flat if c in frame])], axis=1)
-    return frame[[c for c in frame.columns if _is_metadata(frame[c], reserved)]]
+    return frame[[c for c in frame.columns if is_metadata(frame[c], reserved)]]

@@ -19,10 +19,11 @@ import pandas as pd
 from PIL import Image
 
 from ...errors import ErranError
-from ..dataset import Dataset, _check_images_exist, _select_split, file_sha256
+from ...tables import numbers
+from ..dataset import Dataset, check_images_exist, file_sha256, select_split
 from .boxes import BOX, CROWD_COLUMNS
-from .coco import _coco
-from .object_table import _table
+from .coco import read_coco
+from .object_table import read_object_table
 
 
 @dataclass
@@ -39,18 +40,18 @@ def load_detection(path: Path, split: str) -> DetectionDataset:
     Classes: COCO category names by category id; for a table, its sorted non-empty labels.
     """
     if path.suffix.lower() == ".json":
-        images, objects, classes, category_ids = _coco(path)
+        images, objects, classes, category_ids = read_coco(path)
     else:
-        images, objects, classes = _table(path)
+        images, objects, classes = read_object_table(path)
         category_ids = {name: i + 1 for i, name in enumerate(classes)}  # documented: 1..C
     everything = images[["id", "image"]]
     if images.empty:
         raise ErranError(f"{path}: the dev set has no images; add images (and their objects)")
-    images = _select_split(images, path, split).reset_index(drop=True)
+    images = select_split(images, path, split).reset_index(drop=True)
     base = path.parent.resolve()
     # normpath rather than Path.resolve: no system call per image (100k images load in seconds).
     images["_path"] = [os.path.normpath(os.path.join(base, image)) for image in images["image"]]
-    _check_images_exist(images)
+    check_images_exist(images)
     _fill_sizes(images)
     units, crowd = _units(images, objects)
     return DetectionDataset(path=path, images=images, units=units, sha256=file_sha256(path),
@@ -62,12 +63,9 @@ def _fill_sizes(images: pd.DataFrame) -> None:
     """width and height as floats; those not given are read from the image's header."""
     for column in ("width", "height"):
         given = images[column] if column in images.columns else pd.Series(np.nan, index=images.index)
-        values = pd.to_numeric(given, errors="coerce")
-        bad = np.flatnonzero((given.notna() & values.isna()).to_numpy())
-        if len(bad):
-            raise ErranError(f"{images['_source'][bad[0]]}: {column} {given[bad[0]]!r} is not a "
-                             "number; give the image size in pixels")
-        images[column] = values.astype(float)
+        images[column] = numbers(given, images["_source"].tolist(),
+                                 f"{{source}}: {column} {{value!r}} is not a number; give the "
+                                 "image size in pixels", required=False)
     unknown = np.flatnonzero((images["width"].isna() | images["height"].isna()).to_numpy())
     if len(unknown):
         sizes = np.array([_image_size(images["_path"][row], images["_source"][row])

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ...tables import read_table
-from ..dataset import _check_unique, _is_metadata, _split_tags
+from ...tables import is_blank, numbers, read_table
+from ..dataset import check_unique, is_metadata, parse_tags
 from .boxes import BOX
 
 TABLE_TEXT = ("id", "image", "label", "tags", "split")
@@ -18,7 +18,7 @@ TABLE_TEXT = ("id", "image", "label", "tags", "split")
 TABLE_KEYS = {"id", "image", "label", *BOX, "tags", "width", "height", "_source"}
 
 
-def _table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+def read_object_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
     frame, sources = read_table(path, TABLE_TEXT)
     missing = [c for c in ("image", "label", *BOX) if c not in frame.columns]
     if missing:
@@ -33,8 +33,8 @@ def _table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
         raise ErranError(f"{sources[blank[0]]}: empty `image`; every row needs one")
     is_object = (frame["label"] != "").to_numpy()
     _table_boxes(frame, is_object)
-    frame["tags"] = _split_tags(frame["tags"]) if "tags" in frame.columns else [()] * len(frame)
-    metadata = [c for c in frame.columns if _is_metadata(frame[c], TABLE_KEYS)]
+    frame["tags"] = [parse_tags(value) for value in frame["tags"]] if "tags" in frame.columns else [()] * len(frame)
+    metadata = [c for c in frame.columns if is_metadata(frame[c], TABLE_KEYS)]
     images = _table_images(path, frame, metadata)
     objects = _table_objects(frame[is_object].reset_index(drop=True), metadata)
     classes = tuple(sorted(set(objects["label"])))
@@ -45,13 +45,10 @@ def _table_boxes(frame: pd.DataFrame, is_object: np.ndarray) -> None:
     """Coordinates as floats: numbers for objects, empty for an image-without-objects row."""
     for column in BOX:
         raw = frame[column]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(float)
-        bad = np.flatnonzero(is_object & ~np.isfinite(values))
-        if len(bad):
-            raise ErranError(f"{frame['_source'][bad[0]]}: {column} = {raw[bad[0]]!r} is not a "
-                             "number; every object needs numeric x1, y1, x2, y2")
-        given = ~(raw.isna() | (raw.astype(str).str.strip() == "")).to_numpy()
-        stray = np.flatnonzero(~is_object & given)
+        values = numbers(raw.where(is_object, ""), frame["_source"].tolist(),
+                         f"{{source}}: {column} = {{value!r}} is not a number; every object needs "
+                         "numeric x1, y1, x2, y2", required=is_object)
+        stray = np.flatnonzero(~is_object & ~is_blank(raw))
         if len(stray):
             raise ErranError(f"{frame['_source'][stray[0]]}: a box without a label; give the "
                              "label, or leave x1..y2 empty for an image without objects")
@@ -94,14 +91,10 @@ def _table_images(path: Path, frame: pd.DataFrame, metadata: list[str]) -> pd.Da
 
 
 def _table_size(frame: pd.DataFrame, column: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    given = ~(frame[column].isna() | (frame[column].astype(str).str.strip() == ""))
-    bad = np.flatnonzero((given & values.isna()).to_numpy())
-    if len(bad):
-        raise ErranError(f"{frame['_source'][bad[0]]}: {column} = {frame[column][bad[0]]!r} is not "
-                         "a number; give the image size in pixels, or leave it empty to read it "
-                         "from the image")
-    return values
+    values = numbers(frame[column], frame["_source"].tolist(),
+                     f"{{source}}: {column} = {{value!r}} is not a number; give the image size in "
+                     "pixels, or leave it empty to read it from the image", required=False)
+    return pd.Series(values, index=frame.index)
 
 
 def _table_objects(rows: pd.DataFrame, metadata: list[str]) -> pd.DataFrame:
@@ -115,5 +108,5 @@ def _table_objects(rows: pd.DataFrame, metadata: list[str]) -> pd.DataFrame:
         "tags": rows["tags"], "_crowd": False, "_source": rows["_source"],
         "_display": rows["image"] + " #" + given.where(named, number),
     })
-    _check_unique(objects["id"], rows["_source"].__getitem__, "object")
+    check_unique(objects["id"], rows["_source"].__getitem__, "object id", "ids must be unique")
     return pd.concat([objects, rows[metadata]], axis=1)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ...errors import ErranError
-from ...inference.images import _size, letterbox_geometry
+from ...inference.images import check_size, letterbox_geometry
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [k, 4], scores [k], labels [k]
 
@@ -132,7 +132,7 @@ def to_image_coords(
     mode "letterbox": see `letterbox_geometry`, whose pad is subtracted before dividing by scale.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    (width, height), (in_w, in_h) = _size(image_size, "image_size"), _size(input_size, "input_size")
+    (width, height), (in_w, in_h) = check_size(image_size, "image_size"), check_size(input_size, "input_size")
     if mode == "stretch":
         out = boxes * np.array([width / in_w, height / in_h] * 2)
     elif mode == "letterbox":

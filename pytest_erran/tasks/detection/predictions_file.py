@@ -6,14 +6,13 @@ images without any prediction are fine: all of their objects are then missed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ...tables import read_table
+from ...tables import is_blank, numbers, read_json, read_table
 from ..dataset import normalise
 from .boxes import BOX, coco_boxes
 from .coco import map_categories
@@ -53,19 +52,14 @@ def _coco_results(path: Path, category_ids: list[int]):
     label = map_categories([e["category_id"] for e in entries], index_of, sources,
                            f"is not a category of the dev set (ids {category_ids})")
     box = coco_boxes([e["bbox"] for e in entries], sources.__getitem__, "COCO result")
-    score = _numbers(pd.Series([e["score"] for e in entries], dtype=object), "score", sources)
+    score = numbers(pd.Series([e["score"] for e in entries], dtype=object), sources,
+                    "{source}: score {value!r} is not a number")
     keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
     return keys, "image_id", label.to_numpy(np.int64), box, score, sources
 
 
 def _read_json(path: Path) -> list:
-    if not path.is_file():
-        raise ErranError(f"{path}: no such file; check the predictions path")
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ErranError(f"{path} line {e.lineno} column {e.colno}: not valid JSON: {e.msg}") from None
+    data = read_json(path, "the predictions path")
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         return data["annotations"]  # some tools wrap the results list in a COCO-like object
     if not isinstance(data, list):
@@ -84,7 +78,7 @@ def _table(path: Path, classes: tuple[str, ...]):
         raise ErranError(f"{path}: no {', '.join(missing)} column (columns: "
                          f"{', '.join(map(str, table.columns))}); a detections table has image "
                          "(or image_id), label, score, x1, y1, x2, y2")
-    boxed = ~(table[BOX].isna() | (table[BOX].astype(str) == "")).all(axis=1).to_numpy()
+    boxed = ~is_blank(table[BOX]).all(axis=1)
     empty = (table["label"] == "").to_numpy()
     if (empty & boxed).any():
         raise ErranError(f"{sources[np.flatnonzero(empty & boxed)[0]]}: a box without a label; "
@@ -95,21 +89,14 @@ def _table(path: Path, classes: tuple[str, ...]):
     if len(unknown):
         raise ErranError(f"{sources[unknown[0]]}: label '{table['label'][unknown[0]]}' is not one of "
                          f"the classes {list(classes)}")
-    box = np.column_stack([_numbers(table[c], c, sources) for c in BOX]).reshape(-1, 4)
+    box = np.column_stack([numbers(table[c], sources, f"{{source}}: {c} {{value!r}} is not a number")
+                           for c in BOX]).reshape(-1, 4)
     inverted = np.flatnonzero((box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]))
     if len(inverted):
         raise ErranError(f"{sources[inverted[0]]}: x2 < x1 or y2 < y1; boxes are corners "
                          "x1, y1, x2, y2, not x, y, width, height")
-    score = _numbers(table["score"], "score", sources)
+    score = numbers(table["score"], sources, "{source}: score {value!r} is not a number")
     return table[key], key, label.astype(np.int64), box, score, sources
-
-
-def _numbers(values: pd.Series, name: str, sources: list[str]) -> np.ndarray:
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if len(bad):
-        raise ErranError(f"{sources[bad[0]]}: {name} {values.iloc[bad[0]]!r} is not a number")
-    return numbers
 
 
 def _image_rows(path: Path, keys: pd.Series, key: str, images: pd.DataFrame, all_ids: set[str],
