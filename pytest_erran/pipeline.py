@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .analysis import baseline as baseline_io
-from .analysis.buckets import Bucket, bucket_names, build_buckets, check_references, positive_mask
+from .analysis.buckets import (
+    Bucket,
+    bucket_names,
+    build_buckets,
+    check_references,
+    positive_mask,
+)
 from .analysis.gate import Verdict, judge
 from .analysis.results import BucketResult, bucket_results
 from .config import Settings
@@ -24,7 +30,12 @@ from .errors import ErranError
 from .files import portable_path
 from .inference import properties
 from .inference.batches import default_threads
-from .inference.cache import PredictionCache, cache_key, cached_arrays, files_fingerprint
+from .inference.cache import (
+    PredictionCache,
+    cache_key,
+    cached_arrays,
+    files_fingerprint,
+)
 from .inference.onnx_model import OnnxModel
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256

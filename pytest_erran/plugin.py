@@ -29,30 +29,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Every option has its config key (the same name without the prefix); the config is the default.
+OPTIONS = (
+    ("--erran-model", {"metavar": "PATH", "help": "ONNX model to evaluate (default: `model` in the erran config)."}),
+    ("--erran-data", {"metavar": "PATH", "help": "dev set: manifest (.csv/.jsonl/.parquet), ImageFolder or "
+                                                 "COCO JSON (default: `data` in the config)."}),
+    ("--erran-config", {"metavar": "PATH", "help": "config file (default: erran.toml in the rootdir, else "
+                                                   "[tool.erran] in pyproject.toml)."}),
+    ("--erran-report", {"metavar": "PATH", "help": "write the JSON report here (default: `report` in the "
+                                                   "config, else none)."}),
+    ("--erran-predictions", {"metavar": "PATH", "help": "evaluate a predictions file instead of running a "
+                                                        "model (default: `predictions` in the config)."}),
+    ("--erran-baseline", {"metavar": "PATH", "help": "baseline to compare against and save to (default: "
+                                                     "`baseline` in the config, else .erran/baseline.json "
+                                                     "in the rootdir)."}),
+    ("--erran-save-baseline", {"action": "store_true", "default": False,
+                               "help": "save this run's results as the baseline (default: off)."}),
+    ("--erran-batch-size", {"metavar": "N", "type": _positive_int,
+                            "help": "images per inference batch (default: `batch_size` in the config, else 16)."}),
+    ("--erran-threads", {"metavar": "N", "type": _positive_int,
+                         "help": "image decoding threads (default: `threads` in the config, else one per core)."}),
+)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("erran", "pytest-erran: per-bucket recall gates for vision models")
-    group.addoption("--erran-model", metavar="PATH", default=None,
-                    help="ONNX model to evaluate (default: `model` in the erran config).")
-    group.addoption("--erran-data", metavar="PATH", default=None,
-                    help="dev set: manifest (.csv/.jsonl/.parquet), ImageFolder or COCO JSON "
-                         "(default: `data` in the config).")
-    group.addoption("--erran-config", metavar="PATH", default=None,
-                    help="config file (default: erran.toml in the rootdir, else [tool.erran] in "
-                         "pyproject.toml).")
-    group.addoption("--erran-report", metavar="PATH", default=None,
-                    help="write the JSON report here (default: `report` in the config, else none).")
-    group.addoption("--erran-predictions", metavar="PATH", default=None,
-                    help="evaluate a predictions file instead of running a model "
-                         "(default: `predictions` in the config).")
-    group.addoption("--erran-baseline", metavar="PATH", default=None,
-                    help="baseline to compare against and save to "
-                         "(default: `baseline` in the config, else .erran/baseline.json in the rootdir).")
-    group.addoption("--erran-save-baseline", action="store_true", default=False,
-                    help="save this run's results as the baseline (default: off).")
-    group.addoption("--erran-batch-size", metavar="N", type=_positive_int, default=None,
-                    help="images per inference batch (default: `batch_size` in the config, else 16).")
-    group.addoption("--erran-threads", metavar="N", type=_positive_int, default=None,
-                    help="image decoding threads (default: `threads` in the config, else one per core).")
+    for flag, options in OPTIONS:
+        group.addoption(flag, **{"default": None, **options})
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -63,9 +63,34 @@ class ErranState:
         cache = getattr(self.config, "cache", None)
         cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
         try:
-            self.evaluation = evaluate(self.settings, cache_dir)
+            self.evaluation = evaluate(self.settings, cache_dir, adapters=self._adapters(),
+                                       unit_columns=self._unit_columns())
         except ErranError as e:
             raise pytest.UsageError(f"erran: {e}") from None
+
+    def _adapters(self) -> dict:
+        """The output adapters conftest.py files register (pytest_erran_output_adapters)."""
+        adapters: dict = {}
+        hook = self.config.hook.pytest_erran_output_adapters
+        for impl in hook.get_hookimpls():
+            found = impl.function(**_arguments(impl, task=str(self.settings.task))) or {}
+            for name, adapter in dict(found).items():
+                if name in adapters:
+                    raise ErranError(f"pytest_erran_output_adapters in {impl.plugin_name}: the "
+                                     f"adapter '{name}' is registered twice; rename one")
+                adapters[name] = adapter
+        return adapters
+
+    def _unit_columns(self) -> list:
+        """One provider per pytest_erran_unit_columns implementation, named after its plugin."""
+        providers = []
+        for impl in self.config.hook.pytest_erran_unit_columns.get_hookimpls():
+            def provider(units, images, settings, impl=impl):
+                return impl.function(**_arguments(impl, units=units, images=images, settings=settings))
+
+            provider.__qualname__ = f"in {impl.plugin_name}"
+            providers.append(provider)
+        return providers
 
     def require_evaluation(self):
         if self.evaluation is None:
@@ -112,6 +137,11 @@ class ErranState:
 
         lines = summary_lines(self.evaluation, self.saved_baseline, self.report_path)
         return [(p, {"red": True, "bold": True}) for p in self.problems] + lines
+
+
+def _arguments(impl, **available) -> dict:
+    """The hook's arguments that this implementation asks for (pluggy lets it take fewer)."""
+    return {name: available[name] for name in impl.argnames}
 
 
 def _resolve(config: pytest.Config, value: str | None) -> Path | None:

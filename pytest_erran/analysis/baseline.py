@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .buckets import positive_mask
 from ..errors import ErranError
 from ..files import write_json
+from .buckets import positive_mask
 
 SCHEMA_VERSION = 1
 
@@ -17,9 +17,9 @@ SCHEMA_VERSION = 1
 @dataclass
 class Baseline:
     path: Path
-    units: dict[str, str]  # positive unit id -> true label
-    missed: set[str]  # positive units the baseline model missed
-    document: dict
+    units: dict[str, str] = field(repr=False)  # positive unit id -> true label
+    missed: set[str] = field(repr=False)  # positive units the baseline model missed
+    document: dict = field(repr=False)
 
 
 def load(path: Path, task: str) -> Baseline | None:

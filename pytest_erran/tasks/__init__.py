@@ -7,7 +7,9 @@ Adding a task is a new wing beside classification/ and detection/, and one line 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +40,25 @@ class Context:
     model: "OnnxModel | None"  # None: settings.predictions is read instead
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """What an output adapter is told besides the outputs (see hooks.pytest_erran_output_adapters)."""
+
+    classes: tuple[str, ...]  # model output index -> class name
+    input_size: tuple[int, int]  # (width, height) of the model's input
+    score_threshold: float  # detection: the lowest score any class keeps
+    nms_iou: float  # detection: the IoU above which NMS suppresses a box
+
+
+def adapter_identity(name: str, adapter: Callable) -> str:
+    """For cache keys: a project's adapter is identified by its code, so editing it recomputes."""
+    try:
+        code = inspect.getsource(adapter)
+    except (OSError, TypeError):
+        code = repr(getattr(adapter, "__code__", adapter))
+    return f"{name}:{hashlib.sha256(code.encode()).hexdigest()[:16]}"
 
 
 class Task(Protocol):

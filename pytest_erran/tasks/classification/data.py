@@ -10,7 +10,14 @@ import pandas as pd
 
 from ...errors import ErranError
 from ...tables import read_table
-from ..dataset import Dataset, check_images_exist, check_unique, file_sha256, parse_tags, select_split
+from ..dataset import (
+    Dataset,
+    check_images_exist,
+    check_unique,
+    file_sha256,
+    parse_tags,
+    select_split,
+)
 
 TEXT_COLUMNS = ("id", "image", "label", "tags", "split")
 

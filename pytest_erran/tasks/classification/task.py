@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
 from ...units import ClassScores, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
-from .. import Context
+from .. import AdapterOptions, Context, adapter_identity
 from ..dataset import Dataset
 from . import outputs
 from .data import load_classification
@@ -32,15 +35,23 @@ class ClassificationTask:
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
     prep = model.preprocess(settings.preprocess)
-    output = model.output_index(settings.output)
-    where = f"{settings.model}: output '{model.output_names[output]}'"
-    outputs.check_output_shape(model.session.get_outputs()[output].shape, classes, where)
+    adapter = context.adapters.get(settings.output)  # a project's own, registered by a hook
+    if adapter is not None:
+        where = f"{settings.model}: output adapter '{settings.output}'"
+        options = AdapterOptions(classes, (prep.width, prep.height), 0.0, settings.nms_iou)
+        read, output = partial(_adapted, adapter, model.output_names, options, where), \
+            adapter_identity(settings.output, adapter)
+    else:
+        index = model.output_index(settings.output)
+        where = f"{settings.model}: output '{model.output_names[index]}'"
+        outputs.check_output_shape(model.session.get_outputs()[index].shape, classes, where)
+        read, output = (lambda batch: batch.outputs[index]), index
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
-        parts = [outputs.interpret_output(batch.outputs[output], classes, where)
+        parts = [outputs.interpret_output(read(batch), classes, where)
                  for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
@@ -54,6 +65,14 @@ def _with_model(context: Context) -> TaskResult:
     names, top = outputs.predicted_labels(prediction, classes, settings.class_thresholds, settings.negative)
     units, counts = _with_hits(dataset, names, top, classes, settings.negative)
     return TaskResult(units, counts, 0 if from_cache else len(paths), prediction)
+
+
+def _adapted(adapter, names: list[str], options: AdapterOptions, where: str, batch):
+    """A project adapter's [N, C] scores or [N] indices for one batch."""
+    try:
+        return adapter(dict(zip(names, batch.outputs)), options)
+    except Exception as e:  # noqa: BLE001 - the project's code: say where, in one line
+        raise ErranError(f"{where} failed: {type(e).__name__}: {e}") from None
 
 
 def _from_file(context: Context) -> TaskResult:

@@ -9,8 +9,6 @@ import numpy as np
 from ...errors import ErranError
 from ...units import BOX
 
-
-
 CROWD_COLUMNS = ["_image_index", "label", *BOX]
 
 

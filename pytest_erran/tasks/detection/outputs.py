@@ -13,7 +13,7 @@ Sizes are (width, height) throughout, unlike Ultralytics' (height, width).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -277,18 +277,33 @@ def _iou_one_to_many(
         return np.where(union > 0, inter / union, 0.0)
 
 
-ADAPTERS = ("boxes_scores_labels", "yolo")
+def _yolo_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
+    return yolo(next(iter(outputs.values())), options.score_threshold, options.nms_iou)
+
+
+def _boxes_scores_labels_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
+    return boxes_scores_labels(outputs)
+
+
+# Built-in adapters: adapter(outputs by name, AdapterOptions) -> per image (boxes, scores, labels).
+ADAPTERS = {"boxes_scores_labels": _boxes_scores_labels_adapter, "yolo": _yolo_adapter}
 
 
 EMPTY = {"image": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
          "box": np.zeros((0, 4), np.float32), "score": np.zeros(0, np.float32)}
 
 
-def choose_adapter(configured: str | None, model) -> str:
-    """`output` in the config, else the one the model's outputs make unambiguous."""
+def choose_adapter(configured: str | None, model, extra: Mapping[str, Callable]) -> str:
+    """`output` in the config (a built-in adapter or one a project registered), else the
+    built-in one the model's outputs make unambiguous."""
+    taken = sorted(set(extra) & set(ADAPTERS))
+    if taken:
+        raise ErranError(f"pytest_erran_output_adapters: '{taken[0]}' is a built-in adapter's name; "
+                         "register yours under another")
     if configured is not None:
-        if configured not in ADAPTERS:
-            raise ErranError(f"output = '{configured}': for detection use one of {', '.join(ADAPTERS)}")
+        if configured not in ADAPTERS and configured not in extra:
+            known = ", ".join([*ADAPTERS, *extra])
+            raise ErranError(f"output = '{configured}': for detection use one of {known}")
         return configured
     outputs = model.session.get_outputs()
     if len(outputs) == 1 and len(outputs[0].shape) == 3:
@@ -300,16 +315,18 @@ def choose_adapter(configured: str | None, model) -> str:
                      "'boxes_scores_labels' in the config")
 
 
-def decode_batch(adapter: str, batch, names: list[str], prep, score_floor: float, nms_iou: float,
-                 num_classes: int, where: str) -> dict[str, np.ndarray]:
+def decode_batch(name: str, adapter: Callable, batch, names: list[str], prep, options,
+                 where: str) -> dict[str, np.ndarray]:
     """One batch of model outputs -> flat arrays of detections in each image's own pixels."""
-    try:
-        if adapter == "yolo":
-            per_image = yolo(batch.outputs[0], score_floor, nms_iou)
-        else:
-            per_image = boxes_scores_labels(dict(zip(names, batch.outputs)))
-    except ValueError as e:
-        raise ErranError(f"{where}: the outputs do not fit the '{adapter}' adapter: {e}") from None
+    outputs = dict(zip(names, batch.outputs))
+    num_classes = len(options.classes)
+    if name in ADAPTERS:
+        try:
+            per_image = adapter(outputs, options)
+        except ValueError as e:
+            raise ErranError(f"{where}: the outputs do not fit the '{name}' adapter: {e}") from None
+    else:
+        per_image = _project_adapter(name, adapter, outputs, options, where)
     if len(per_image) != batch.stop - batch.start:
         raise ErranError(f"{where}: gave detections for {len(per_image)} images in a batch of "
                          f"{batch.stop - batch.start}")
@@ -326,6 +343,44 @@ def decode_batch(adapter: str, batch, names: list[str], prep, score_floor: float
         parts["label"].append(labels.astype(np.int64))
         parts["image"].append(np.full(len(labels), batch.start + offset, np.int64))
     return {key: np.concatenate(values) if values else EMPTY[key] for key, values in parts.items()}
+
+
+def _project_adapter(name: str, adapter: Callable, outputs, options, where: str) -> list[Detections]:
+    """A project's own adapter, its result checked as strictly as a model's outputs."""
+    try:
+        per_image = list(adapter(outputs, options))
+    except Exception as e:  # noqa: BLE001 - the project's code: say where, in one line
+        raise ErranError(f"{where}: output adapter '{name}' failed: {type(e).__name__}: {e}") from None
+    checked = [_detections(found) for found in per_image]
+    if any(found is None for found in checked):
+        i = checked.index(None)
+        raise ErranError(f"{where}: output adapter '{name}' must return, per image of the batch, "
+                         f"(boxes [k, 4], scores [k], integer labels [k]); image {i} got "
+                         f"{_shapes(per_image[i])}")
+    return checked
+
+
+def _detections(found) -> Detections | None:
+    """(boxes, scores, labels) as arrays when they have the shapes and kinds detections have."""
+    try:
+        boxes, scores, labels = (np.asarray(part) for part in found)
+    except (TypeError, ValueError):
+        return None
+    k = len(boxes) if boxes.ndim else -1
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.shape != (k, 4) or scores.shape != (k,) or labels.shape != (k,):
+        return None
+    if not np.issubdtype(labels.dtype, np.integer) or not np.issubdtype(scores.dtype, np.number):
+        return None
+    return boxes, scores, labels
+
+
+def _shapes(found) -> str:
+    try:
+        return ", ".join(f"{np.asarray(part).dtype}{list(np.shape(part))}" for part in found)
+    except TypeError:
+        return type(found).__name__
 
 
 def concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
 from ...units import BOX, Detections, Match, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
-from .. import Context
+from .. import AdapterOptions, Context, adapter_identity
 from . import outputs
 from .data import DetectionDataset, load_detection
 from .matching import match_detections, per_class_counts
@@ -47,20 +47,22 @@ def score_thresholds(settings, classes: tuple[str, ...]) -> np.ndarray:
 def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
     prep = model.preprocess(settings.preprocess)
-    adapter = outputs.choose_adapter(settings.output, model)
+    name = outputs.choose_adapter(settings.output, model, context.adapters)
+    adapter = outputs.ADAPTERS[name] if name in outputs.ADAPTERS else context.adapters[name]
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
     thresholds = score_thresholds(settings, classes)
     floor = float(min(thresholds.min(), settings.score_threshold)) if len(thresholds) else 0.0
+    options = AdapterOptions(classes, (prep.width, prep.height), floor, settings.nms_iou)
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
         return outputs.concat([
-            outputs.decode_batch(adapter, batch, model.output_names, prep, floor, settings.nms_iou,
-                                 len(classes), str(settings.model))
+            outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
             for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
 
-    predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=adapter, floor=floor,
+    identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
+    predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
                                                    nms_iou=settings.nms_iou, classes=classes)
     return predictions, 0 if from_cache else len(paths)
 
