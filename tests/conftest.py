@@ -37,6 +37,7 @@ except ImportError:
 for _module in pkgutil.walk_packages(pytest_erran.__path__, "pytest_erran."):
     importlib.import_module(_module.name)
 
+import detection_builders
 from builders import CLASSES, channel_mean_model, write_manifest
 
 pytest_plugins = ["pytester"]
@@ -50,20 +51,50 @@ negative = "ok"
 
 
 class Project:
-    """A user's project in a pytester folder: a model, a dev set and an erran.toml."""
+    """A user's project in a pytester folder, for either task: a model or a predictions file, a
+    dev set and an erran.toml. Classification paints images whose dominant channel decides the
+    prediction (builders.py); detection writes a Scene (detection_builders.py)."""
 
     def __init__(self, pytester):
         self.pytester = pytester
         self.path = pytester.path
 
+    # classification
     def model(self, name="model.onnx", **kwargs):
         return channel_mean_model(self.path / name, **kwargs)
 
     def data(self, rows, name="dev.csv"):
         return write_manifest(self.path, rows, name)
 
+    # detection
+    def coco(self, scene, name="dev.json"):
+        return detection_builders.write_coco(self.path, scene, name)
+
+    def objects(self, scene, name="dev.csv"):
+        return detection_builders.write_object_table(self.path, scene, name)
+
+    def coco_results(self, scene, detections=None, name="preds.json"):
+        return detection_builders.write_coco_results(self.path, scene, detections, name)
+
+    def detection_table(self, scene, detections=None, name="preds.csv"):
+        return detection_builders.write_detection_table(self.path, scene, detections, name)
+
+    def detector(self, scene, name="model.onnx", layout="boxes_scores_labels", input_size=(64, 32),
+                 resize="stretch", detections=None, classes=None, **kwargs):
+        """A lookup model that returns `detections` (default: the scene's) for each image."""
+        table = detection_builders.model_detections(scene, input_size, resize, detections, classes)
+        if layout == "yolo":
+            return detection_builders.yolo_model(self.path / name, input_size, len(scene.classes), table,
+                                                 **kwargs)
+        return detection_builders.boxes_scores_labels_model(self.path / name, input_size, table, **kwargs)
+
+    # both
     def config(self, extra="", base=BASE_CONFIG):
         (self.path / "erran.toml").write_text(textwrap.dedent(base) + textwrap.dedent(extra))
+
+    def write_config(self, text):
+        """erran.toml holding exactly `text` (dedented)."""
+        (self.path / "erran.toml").write_text(textwrap.dedent(text).lstrip())
 
     def run(self, *args):
         return self.pytester.runpytest("-p", "no:randomly", *args)

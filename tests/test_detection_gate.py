@@ -6,7 +6,6 @@ image, object-table dev sets, baselines and bad input."""
 import contextlib
 import io
 import json
-import textwrap
 from collections import Counter
 
 import pytest
@@ -21,11 +20,6 @@ from detection_builders import (
     boxes_scores_labels_model,
     model_detections,
     random_scene,
-    write_coco,
-    write_coco_results,
-    write_detection_table,
-    write_object_table,
-    yolo_model,
 )
 
 COCO_CONFIG = """
@@ -46,10 +40,6 @@ recall = 0.1
 """
 
 THRESHOLDS = {"tube": 0.5, "fin": 0.5, "crack": 0.625}
-
-
-def write_config(project, text):
-    (project.path / "erran.toml").write_text(textwrap.dedent(text).lstrip())
 
 
 def buckets_of(report):
@@ -133,9 +123,9 @@ def assert_matches_coco(report, scene, hit, tp, fp):
                                        (2, 0.75), (7, 0.75)])
 def test_hits_and_precision_equal_pycocotools(project, seed, iou):
     scene = random_scene(seed)
-    dev = write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, COCO_CONFIG.format(iou=iou, extra=""))
+    dev = project.coco(scene)
+    project.coco_results(scene)
+    project.write_config(COCO_CONFIG.format(iou=iou, extra=""))
     result, report = run_ok(project, "--erran-predictions=preds.json")
     assert report["task"] == "detection"
     assert report["data"]["units"] == sum(not o.crowd for o in scene.objects)
@@ -171,9 +161,9 @@ def comparable(report):
 
 def test_models_give_the_report_of_the_predictions_file(project):
     scene, duplicate = scene_with_duplicate(4)
-    dev = write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, COCO_CONFIG.format(iou=0.5, extra=""))
+    dev = project.coco(scene)
+    project.coco_results(scene)
+    project.write_config(COCO_CONFIG.format(iou=0.5, extra=""))
     _, from_file = run_ok(project, "--erran-predictions=preds.json", name="file.json")
     hit, tp, fp, _ = coco_reference(dev, scene, scene.detections, THRESHOLDS, 0.5)
     assert_matches_coco(from_file, scene, hit, tp, fp)
@@ -183,7 +173,7 @@ def test_models_give_the_report_of_the_predictions_file(project):
     table = model_detections(scene, (64, 32), "stretch")
     rows = max(len(v) for v in table.values()) + 2  # padding rows past num_detections
     boxes_scores_labels_model(project.path / "bsl.onnx", (64, 32), table, rows=rows)
-    write_config(project, COCO_CONFIG.format(iou=0.5, extra='model = "bsl.onnx"'))
+    project.write_config(COCO_CONFIG.format(iou=0.5, extra='model = "bsl.onnx"'))
     result, from_bsl = run_ok(project, name="bsl.json")
     assert "predicted in" in result.stdout.str()
     assert comparable(from_bsl) == comparable(from_file)
@@ -193,17 +183,17 @@ def test_models_give_the_report_of_the_predictions_file(project):
     # its own way, unlike the dev set's category ids
     own_order = ("crack", "tube", "fin")
     assert own_order != scene.classes
-    table = model_detections(scene, (64, 64), "letterbox", scene.detections + [duplicate], own_order)
-    yolo_model(project.path / "yolo.onnx", (64, 64), 3, table, classes_metadata=own_order)
+    project.detector(scene, "yolo.onnx", "yolo", (64, 64), "letterbox", scene.detections + [duplicate],
+                     own_order, classes_metadata=own_order)
     extra = 'model = "yolo.onnx"\noutput = "yolo"\nnms_iou = {nms}\n[preprocess]\nresize = "letterbox"'
-    write_config(project, COCO_CONFIG.format(iou=0.5, extra=extra.format(nms=0.7)))
+    project.write_config(COCO_CONFIG.format(iou=0.5, extra=extra.format(nms=0.7)))
     _, from_yolo = run_ok(project, name="yolo.json")
     assert [b["name"] for b in from_yolo["buckets"]][:4] == ["all", *own_order]
     assert buckets_of(from_yolo) == buckets_of(from_file)
     assert from_yolo["requirements"] == from_file["requirements"]
 
     # without the NMS removing it, the duplicate is one more false positive: it mattered
-    write_config(project, COCO_CONFIG.format(iou=0.5, extra=extra.format(nms=0.99)))
+    project.write_config(COCO_CONFIG.format(iou=0.5, extra=extra.format(nms=0.99)))
     _, loose = run_ok(project, name="loose.json")
     tube, loose_tube = buckets_of(from_file)["tube"], buckets_of(loose)["tube"]
     assert loose_tube["false_positives"] == tube["false_positives"] + 1
@@ -329,9 +319,9 @@ def check_hand_report(result, report, object_id):
 
 def test_buckets_precision_and_fp_per_image_by_hand(project):
     scene = hand_scene()
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, GATED.format(data="dev.json", extra=""))
+    project.coco(scene)
+    project.coco_results(scene)
+    project.write_config(GATED.format(data="dev.json", extra=""))
     result, report = project.report("--erran-predictions=preds.json", "-v")
     check_hand_report(result, report, str)
     result.stdout.fnmatch_lines([
@@ -369,14 +359,13 @@ def test_buckets_precision_and_fp_per_image_by_hand(project):
 
 def test_object_table_dev_set_through_a_model(project):
     scene = hand_scene()
-    dev = write_object_table(project.path, scene)
+    dev = project.objects(scene)
     text = dev.read_text()
     assert "images/002.png,,,,,," in text  # the image without objects
     # classes of a table: its labels sorted, so the model's index 0 is fin, 1 is tube
     assert scene.classes == ("fin", "tube")
-    table = model_detections(scene, (64, 48), "stretch")
-    boxes_scores_labels_model(project.path / "det.onnx", (64, 48), table)
-    write_config(project, GATED.format(data="dev.csv", extra='model = "det.onnx"'))
+    project.detector(scene, "det.onnx", input_size=(64, 48))
+    project.write_config(GATED.format(data="dev.csv", extra='model = "det.onnx"'))
     result, report = project.report("-v")
     number = {}
     for o in scene.objects:  # a table's object ids: image#n, n counting the image's rows
@@ -385,7 +374,7 @@ def test_object_table_dev_set_through_a_model(project):
     assert report["data"]["units"] == 8
 
     # the same detections as a predictions table give the same report
-    write_detection_table(project.path, scene)
+    project.detection_table(scene)
     result, from_table = project.report("--erran-predictions=preds.csv", name="table.json")
     check_hand_report(result, from_table, number.__getitem__)
     assert comparable(from_table) == comparable(report)
@@ -395,9 +384,9 @@ def test_object_table_dev_set_through_a_model(project):
 
 def test_baseline_save_then_a_worse_predictions_file_regresses(project):
     scene = random_scene(5)
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, COCO_CONFIG.format(iou=0.5, extra="").replace('recall = 0.1', 'max_drop = 0.02'))
+    project.coco(scene)
+    project.coco_results(scene)
+    project.write_config(COCO_CONFIG.format(iou=0.5, extra="").replace('recall = 0.1', 'max_drop = 0.02'))
     result, before = run_ok(project, "--erran-predictions=preds.json", "--erran-save-baseline")
     assert result.ret == 0
     saved = json.loads((project.path / ".erran" / "baseline.json").read_text())
@@ -417,7 +406,7 @@ def test_baseline_save_then_a_worse_predictions_file_regresses(project):
             break
     assert len(lost) >= 6
     worse = [d for d in scene.detections if d.image not in dropped]
-    write_coco_results(project.path, scene, worse, name="worse.json")
+    project.coco_results(scene, worse, name="worse.json")
     result, after = run_ok(project, "--erran-predictions=worse.json")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["regressed: recall * on * shared units *: drop * > 0.02 and p < alpha*"])
@@ -438,9 +427,9 @@ def test_baseline_save_then_a_worse_predictions_file_regresses(project):
 
 def test_precision_on_a_where_bucket_is_a_usage_error(project):
     scene = hand_scene()
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, """
+    project.coco(scene)
+    project.coco_results(scene)
+    project.write_config("""
         task = "detection"
         data = "dev.json"
         [buckets.edge]
@@ -456,12 +445,12 @@ def test_precision_on_a_where_bucket_is_a_usage_error(project):
 @pytest.mark.parametrize("label", [2, -1])
 def test_a_model_label_beyond_the_classes_is_a_usage_error(project, label):
     scene = hand_scene()
-    write_coco(project.path, scene)
+    project.coco(scene)
     table = model_detections(scene, (64, 48), "stretch")
     box, score, _ = table[scene.level(1)][0]
     table[scene.level(1)][0] = (box, score, label)  # two classes: 0 fin, 1 tube
     boxes_scores_labels_model(project.path / "det.onnx", (64, 48), table)
-    write_config(project, """
+    project.write_config("""
         task = "detection"
         model = "det.onnx"
         data = "dev.json"
@@ -475,9 +464,9 @@ def test_a_model_label_beyond_the_classes_is_a_usage_error(project, label):
 
 def test_negative_with_detection_is_a_usage_error(project):
     scene = hand_scene()
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, """
+    project.coco(scene)
+    project.coco_results(scene)
+    project.write_config("""
         task = "detection"
         data = "dev.json"
         negative = "fin"
@@ -494,9 +483,9 @@ def test_config_classes_beyond_the_categories_keep_the_category_ids(project):
     COCO category id: here fin is category 3, and crack the third class."""
     scene = hand_scene()
     scene.categories = {"tube": 1, "fin": 3}
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    write_config(project, GATED.format(data="dev.json", extra='classes = ["tube", "fin", "crack"]'))
+    project.coco(scene)
+    project.coco_results(scene)
+    project.write_config(GATED.format(data="dev.json", extra='classes = ["tube", "fin", "crack"]'))
     result, report = project.report("--erran-predictions=preds.json")
     check_hand_report(result, {**report, "buckets": [b for b in report["buckets"]
                                                      if b["name"] != "crack"]}, str)
@@ -508,14 +497,13 @@ def test_a_float32_score_at_the_threshold_counts_as_in_a_predictions_file(projec
     """float32(0.9) < 0.9: a model's 0.9 must still meet score_threshold 0.9, as the same
     score read from a predictions file does (tube 1 is found with 0.9 exactly)."""
     scene = hand_scene()
-    write_coco(project.path, scene)
-    write_coco_results(project.path, scene)
-    boxes_scores_labels_model(project.path / "det.onnx", (64, 48),
-                              model_detections(scene, (64, 48), "stretch"))
+    project.coco(scene)
+    project.coco_results(scene)
+    project.detector(scene, "det.onnx", input_size=(64, 48))
     config = GATED.format(data="dev.json", extra="score_threshold = 0.9\n")
-    write_config(project, config)
+    project.write_config(config)
     _, from_file = run_ok(project, "--erran-predictions=preds.json", name="file.json")
     assert "1" not in buckets_of(from_file)["tube"]["missed"]
-    write_config(project, config.replace("score_threshold", 'model = "det.onnx"\nscore_threshold'))
+    project.write_config(config.replace("score_threshold", 'model = "det.onnx"\nscore_threshold'))
     _, from_model = run_ok(project, name="model.json")
     assert comparable(from_model) == comparable(from_file)

@@ -8,7 +8,7 @@ import pytest
 
 import pytest_erran
 from conftest import rows_with_misses, usage_error
-from detection_builders import boxes_scores_labels_model, model_detections, random_scene, write_coco
+from detection_builders import random_scene
 
 REQUIRE = """
 [buckets.low_light]
@@ -47,10 +47,9 @@ DETECTION_ADAPTER = """
 
 def detection_project(project, output_line=""):
     scene = random_scene(3)
-    write_coco(project.path, scene)
-    boxes_scores_labels_model(project.path / "model.onnx", (64, 32),
-                              model_detections(scene, (64, 32)))
-    (project.path / "erran.toml").write_text(textwrap.dedent(f"""
+    project.coco(scene)
+    project.detector(scene)
+    project.write_config(f"""
         task = "detection"
         model = "model.onnx"
         data = "dev.json"
@@ -58,7 +57,7 @@ def detection_project(project, output_line=""):
         [[require]]
         bucket = "all"
         recall = 0.1
-    """))
+    """)
     return scene
 
 

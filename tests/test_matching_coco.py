@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from pycocotools import mask
 
 from coco_reference import evaluate_at_one_iou, index
 from pytest_erran.tasks.detection import matching
@@ -19,8 +20,9 @@ from pytest_erran.tasks.detection.matching import (
 NUM_SEEDS = 300
 
 
-def coco_reference(gt, pred, score_thresholds, iou_threshold):
-    """(gt_hit, pred_outcome) as read from COCOeval's evalImgs."""
+def coco_reference(gt, pred, score_thresholds, iou_threshold, matched_gt=None):
+    """(gt_hit, pred_outcome) as read from COCOeval's evalImgs; `matched_gt`, when given, is
+    filled with the ground truth each true positive matched (dtMatches), -1 elsewhere."""
     num_classes = len(score_thresholds)
     images = sorted({int(i) for i in gt["image"]} | {int(i) for i in pred["image"]})
     annotations = []
@@ -72,6 +74,8 @@ def coco_reference(gt, pred, score_thresholds, iou_threshold):
                 outcome[kept[dt_id - 1]] = IGNORED
             else:
                 outcome[kept[dt_id - 1]] = TRUE_POSITIVE if matched > 0 else FALSE_POSITIVE
+                if matched > 0 and matched_gt is not None:
+                    matched_gt[kept[dt_id - 1]] = int(matched) - 1
     assert seen.all(), "COCOeval skipped some detections; the reference set-up is wrong"
     return gt_hit, outcome
 
@@ -164,10 +168,19 @@ def run_match(gt, pred, thresholds, iou):
 
 def assert_matches_coco(gt, pred, thresholds, iou, context):
     """Compare with COCOeval; return its outcomes."""
-    expected_hit, expected_outcome = coco_reference(gt, pred, thresholds, iou)
+    expected_gt = np.full(len(pred["label"]), -1, np.int64)
+    expected_hit, expected_outcome = coco_reference(gt, pred, thresholds, iou, expected_gt)
     got = run_match(gt, pred, thresholds, iou)
     np.testing.assert_array_equal(got.gt_hit, expected_hit, err_msg=context)
     np.testing.assert_array_equal(got.pred_outcome, expected_outcome, err_msg=context)
+    # the matched predictions themselves: which object each true positive took, at what IoU
+    np.testing.assert_array_equal(got.pred_gt, expected_gt, err_msg=context)
+    matched = np.flatnonzero(expected_gt >= 0)
+    xywh = lambda boxes: np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])  # noqa: E731
+    reference_iou = [mask.iou(xywh(pred["box"][[k]]), xywh(gt["box"][[expected_gt[k]]]), [0])[0, 0]
+                     for k in matched]
+    np.testing.assert_allclose(got.pred_iou[matched], reference_iou, rtol=1e-12, err_msg=context)
+    assert np.isnan(got.pred_iou[expected_gt < 0]).all(), context
     return expected_outcome
 
 
