@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from ...errors import ErranError
@@ -35,17 +33,7 @@ class ClassificationTask:
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
     prep = model.preprocess(settings.preprocess)
-    adapter = context.adapters.get(settings.output)  # a project's own, registered by a hook
-    if adapter is not None:
-        where = f"{settings.model}: output adapter '{settings.output}'"
-        options = AdapterOptions(classes, (prep.width, prep.height), 0.0, settings.nms_iou)
-        read, output = partial(_adapted, adapter, model.output_names, options, where), \
-            adapter_identity(settings.output, adapter)
-    else:
-        index = model.output_index(settings.output)
-        where = f"{settings.model}: output '{model.output_names[index]}'"
-        outputs.check_output_shape(model.session.get_outputs()[index].shape, classes, where)
-        read, output = (lambda batch: batch.outputs[index]), index
+    read, where, output = _output_reader(context, prep)
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
@@ -67,12 +55,26 @@ def _with_model(context: Context) -> TaskResult:
     return TaskResult(units, counts, 0 if from_cache else len(paths), prediction)
 
 
-def _adapted(adapter, names: list[str], options: AdapterOptions, where: str, batch):
-    """A project adapter's [N, C] scores or [N] indices for one batch."""
-    try:
-        return adapter(dict(zip(names, batch.outputs)), options)
-    except Exception as e:  # noqa: BLE001 - the project's code: say where, in one line
-        raise ErranError(f"{where} failed: {type(e).__name__}: {e}") from None
+def _output_reader(context: Context, prep):
+    """How a batch's outputs become scores or labels: the project adapter `output` names, else
+    the model output it names (the first by default). Returns (read(batch), where, cache key)."""
+    settings, model = context.settings, context.model
+    adapter = context.adapters.get(settings.output)
+    if adapter is not None:
+        where = f"{settings.model}: output adapter '{settings.output}'"
+        options = AdapterOptions(context.classes, (prep.width, prep.height), 0.0, settings.nms_iou)
+
+        def read(batch):
+            try:
+                return adapter(dict(zip(model.output_names, batch.outputs)), options)
+            except Exception as e:  # noqa: BLE001 - the project's code: say where, in one line
+                raise ErranError(f"{where} failed: {type(e).__name__}: {e}") from None
+
+        return read, where, adapter_identity(settings.output, adapter)
+    index = model.output_index(settings.output)
+    where = f"{settings.model}: output '{model.output_names[index]}'"
+    outputs.check_output_shape(model.session.get_outputs()[index].shape, context.classes, where)
+    return (lambda batch: batch.outputs[index]), where, index
 
 
 def _from_file(context: Context) -> TaskResult:
