@@ -712,7 +712,7 @@ def make_ultralytics_classify(tmp: Path, report: dict) -> None:
     from ultralytics import YOLO
     rng = np.random.default_rng(SEED + 3)
     root = tmp / "datasets" / "shapes_cls"
-    for split, n in (("train", 150), ("val", 20)):
+    for split, n in (("train", 400), ("val", 20)):
         for c in SHAPE_CLASSES:
             (root / split / c).mkdir(parents=True)
             for i in range(n):
@@ -722,7 +722,8 @@ def make_ultralytics_classify(tmp: Path, report: dict) -> None:
     t = time.time()
     model.train(data=str(root), epochs=ULTRA_EPOCHS_CLS, imgsz=ULTRA_CLS_IMGSZ, batch=32, workers=0, device="cpu",
                 seed=0, deterministic=True, amp=False, plots=False, pretrained=False, project=str(tmp / "runs"),
-                name="cls", exist_ok=True, verbose=False, patience=1000)
+                name="cls", exist_ok=True, verbose=False, patience=1000, optimizer="AdamW", lr0=0.002,
+                erasing=0.0, auto_augment=None)
     train_s = time.time() - t
     best = tmp / "runs" / "cls" / "weights" / "best.pt"
 
@@ -787,7 +788,7 @@ def make_ultralytics_classify(tmp: Path, report: dict) -> None:
                                       "hits": f"{summary['hits']}/{summary['units']}", "checks": checks}
 
 
-ULTRA_EPOCHS_CLS = int(os.environ.get("ERRAN_EPOCHS_CLS", 60))
+ULTRA_EPOCHS_CLS = int(os.environ.get("ERRAN_EPOCHS_CLS", 20))
 
 
 # --------------------------------------------------------------------------- scikit-learn + skl2onnx
@@ -860,7 +861,7 @@ def make_sklearn(tmp: Path, report: dict) -> None:
 # --------------------------------------------------------------------------- torchvision detection
 
 TV_MIN_SIZE, TV_MAX_SIZE = 128, 256
-TV_RPN_SCORE_THRESH = 0.2
+TV_RPN_SCORE_THRESH = 0.0  # training; set from the blank frame's objectness before export
 
 
 def tiny_faster_rcnn():
@@ -895,7 +896,7 @@ def to_tensor(img: Image.Image):
     return torch.from_numpy(np.asarray(img.convert("RGB"), np.float32).transpose(2, 0, 1).copy() / 255)
 
 
-TV_EPOCHS = int(os.environ.get("ERRAN_EPOCHS_TV", 14))
+TV_EPOCHS = int(os.environ.get("ERRAN_EPOCHS_TV", 8))
 
 
 def make_torchvision_detect(tmp: Path, report: dict) -> None:
@@ -906,7 +907,7 @@ def make_torchvision_detect(tmp: Path, report: dict) -> None:
     train = detection_scenes(rng, 300, "train", dev=False)
     model = tiny_faster_rcnn()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.Adam(params, lr=1e-3)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(TV_EPOCHS * 0.7)], 0.1)
     data = [(to_tensor(img), {"boxes": torch.tensor([o[1:] for o in objs], dtype=torch.float32).reshape(-1, 4),
                               "labels": torch.tensor([DET_CLASSES.index(o[0]) + 1 for o in objs],
@@ -920,16 +921,13 @@ def make_torchvision_detect(tmp: Path, report: dict) -> None:
         total = 0.0
         for b in range(0, len(order), 4):
             batch = [data[i] for i in order[b:b + 4]]
-            if epoch == 0 and b < 40:  # warm-up
-                for g in opt.param_groups:
-                    g["lr"] = 0.02 * (b + 4) / 44
             losses = model([x for x, _ in batch], [y for _, y in batch])
             loss = sum(losses.values())
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         sched.step()
         print(f"   torchvision epoch {epoch}: loss {total / (len(order) / 4):.3f}", flush=True)
     train_s = time.time() - t
@@ -944,7 +942,25 @@ def make_torchvision_detect(tmp: Path, report: dict) -> None:
     scenes.append(("dev_blank.png", Image.new("RGB", (150, 120), (128, 128, 128)), []))
     coco = write_detection_devset(folder, scenes, DET_CLASSES)
     files = [im["file_name"] for im in coco["images"]]
-    example = to_tensor(Image.open(folder / files[5]))
+    # rpn.score_thresh (a FasterRCNN option, default 0.0): set just above the blank frame's highest
+    # objectness, so that frame gets no region proposals while images with shapes keep theirs
+    objectness = {}
+    for f in files:
+        with torch.no_grad():
+            images, _ = model.transform([to_tensor(Image.open(folder / f))])
+            logits, _ = model.rpn.head([model.backbone(images.tensors)])
+            objectness[f] = float(torch.sigmoid(logits[0]).max())
+    rpn_score_thresh = round(objectness["images/dev_blank.png"] + 0.01, 4)
+    model.rpn.score_thresh = rpn_score_thresh
+    proposals = {}
+    for f in files:
+        with torch.no_grad():
+            images, _ = model.transform([to_tensor(Image.open(folder / f))])
+            props, _ = model.rpn(images, {"0": model.backbone(images.tensors)})
+            proposals[f] = int(props[0].shape[0])
+    # trace on the image with the most proposals (tracing on one without any bakes that path in)
+    example_file = max(files, key=lambda f: proposals[f])
+    example = to_tensor(Image.open(folder / example_file))
     exporter = "torch.onnx.export(dynamo=False) (TorchScript tracing), opset 17"
     try:
         with torch.no_grad():
@@ -964,15 +980,11 @@ def make_torchvision_detect(tmp: Path, report: dict) -> None:
                                             "labels": {0: "detections"}, "scores": {0: "detections"}})
     layout = layout_of(folder / "model.onnx")
     write_json(folder / "layout.json", layout)
-    own, ort_preds, failures, proposals = {}, {}, {}, {}
+    own, ort_preds, failures = {}, {}, {}
     sess = ort_session(folder / "model.onnx")
     for f in files:
         x = to_tensor(Image.open(folder / f))
         with torch.no_grad():
-            images, _ = model.transform([x])
-            feats = model.backbone(images.tensors)
-            props, _ = model.rpn(images, {"0": feats})
-            proposals[f] = int(props[0].shape[0])
             out = model([x])[0]
         own[f] = as_dets([(b, s, DET_CLASSES[int(l) - 1]) for b, s, l in
                           zip(out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy())])
@@ -1002,7 +1014,9 @@ def make_torchvision_detect(tmp: Path, report: dict) -> None:
                               f"{TV_MIN_SIZE}, longer side at most {TV_MAX_SIZE}, bilinear)",
                      "boxes": "x1 y1 x2 y2 in the input image's pixels",
                      "box_score_thresh": 0.05, "box_nms_thresh": 0.5, "box_detections_per_img": 100,
-                     "rpn_score_thresh": TV_RPN_SCORE_THRESH},
+                     "rpn_score_thresh": rpn_score_thresh},
+        "max_objectness_per_image": {f: rounded(v, 5) for f, v in objectness.items()},
+        "traced_on": example_file,
         "rpn_proposals_per_image": proposals,
         "predictions": own, "hits": hits, "checks": checks})
     report["torchvision_detect"] = {"train_seconds": round(train_s, 1), "bytes": dir_size(folder),
