@@ -83,9 +83,11 @@ class Evaluation:
 
 def evaluate(settings: Settings, cache_dir: Path | None = None, *,
              adapters: Mapping[str, Callable] | None = None,
-             unit_columns: Sequence[UnitColumns] = ()) -> Evaluation:
+             unit_columns: Sequence[UnitColumns] = (),
+             progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Evaluate `settings`; `adapters` are extra output adapters by name (`output = "<name>"`),
-    `unit_columns` add columns to the units table before buckets are built."""
+    `unit_columns` add columns to the units table before buckets are built, `progress(done,
+    total)` hears how many images the model has run over."""
     started = time.perf_counter()
     task = task_for(settings.task)
     model = OnnxModel(settings.model) if settings.predictions is None else None
@@ -102,6 +104,9 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
     _add_image_properties(settings, dataset, cache_dir)
     _add_unit_columns(settings, dataset, unit_columns)
+    if settings.html is not None:  # the gallery bins recall by every property
+        _add_image_properties(settings, dataset, cache_dir,
+                              [name for name in properties.NAMES if name not in dataset.units.columns])
     buckets = _checked_buckets(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
@@ -112,7 +117,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
                             images["_path"].tolist())
-    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {})))
+    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}), progress))
     finished = time.perf_counter()
 
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
@@ -128,10 +133,13 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     )
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> None:
-    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them.
-    They depend on the images alone, so they are cached apart from any model's predictions."""
-    wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
+def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None,
+                          wanted: list[str] | None = None) -> None:
+    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them
+    (or a report shows them: `wanted`). They depend on the images alone, so they are cached
+    apart from any model's predictions."""
+    if wanted is None:
+        wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
     if not wanted:
         return
     images = dataset.images

@@ -10,7 +10,8 @@ from .config import build_settings, find_config
 from .errors import ErranError
 
 OPTION_PATHS = {"model": "erran_model", "data": "erran_data", "predictions": "erran_predictions",
-                "report": "erran_report", "baseline": "erran_baseline"}
+                "report": "erran_report", "baseline": "erran_baseline", "html": "erran_html",
+                "markdown": "erran_markdown"}
 
 
 class ErranState:

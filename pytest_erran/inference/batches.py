@@ -6,7 +6,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,9 +32,11 @@ def default_threads() -> int:
 
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
-                batch_size: int, threads: int) -> Iterator[Batch]:
+                batch_size: int, threads: int,
+                progress: Callable[[int, int], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
-    the number of images; decode threads fill the next batches while the model runs."""
+    the number of images; decode threads fill the next batches while the model runs.
+    `progress(done, total)` is called after each batch the model has run."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -71,7 +73,10 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
                 if next_number < len(starts):
                     submit(next_number)
                     next_number += 1
-                yield Batch(start, stop, model.run(x), image_sizes)
+                outputs = model.run(x)
+                if progress is not None:
+                    progress(stop, count)
+                yield Batch(start, stop, outputs, image_sizes)
         finally:
             for _, _, _, futures in pending:
                 for future in futures:
