@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..vocabulary import ALL
 from .terminal import ranked_rows, table_cells
@@ -38,11 +39,31 @@ def markdown_document(evaluation, *, html_link: str | None = None, limit: int = 
     head = [MARKER, f"### {_verdict(evaluation)}", "", _context(evaluation), ""]
     tail = []
     if html_link is not None:
-        tail = ["", f"The missed images, drawn: [gallery of misses][{LINK_LABEL}] (HTML).", "",
+        tail = [f"The missed images, drawn: [gallery of misses][{LINK_LABEL}] (HTML).", "",
                 f"[{LINK_LABEL}]: {_link_target(html_link)}"]
     sections = [_table_section(evaluation), _failures_section(evaluation), _newly_missed_section(evaluation),
                 *_analysis_sections(getattr(evaluation, "analysis", None))]
     return assemble(head, [s for s in sections if s is not None and s.rows], tail, limit, size)
+
+
+def append_step_summary(path: Path, evaluation, *, html_link: str | None = None) -> bool:
+    """Append the comment's Markdown to GitHub's job summary file, cut to what is left of the
+    step's 1 MiB when needed. False when not even the verdict fits."""
+    try:
+        used = path.stat().st_size
+    except FileNotFoundError:
+        used = 0
+    room = STEP_SUMMARY_LIMIT - used - 1  # the blank line before it
+    text = markdown_document(evaluation, html_link=html_link)
+    if len(text.encode("utf-8")) > room:
+        try:
+            text = markdown_document(evaluation, html_link=html_link, limit=room,
+                                     size=lambda t: len(t.encode("utf-8")))
+        except ValueError:
+            return False
+    with path.open("a", encoding="utf-8") as f:
+        f.write("\n" + text)
+    return True
 
 
 def assemble(head: list[str], sections: list[Section], tail: list[str], limit: int,
@@ -111,7 +132,7 @@ def _table_section(evaluation) -> Section:
     align = ["---"] + ["---:"] * (len(head) - 3) + ["---", "---"]
     rows = []
     for cells, row in body:
-        shown = [code(cells[0])] + [cell_text(c) for c in cells[1:]]
+        shown = [code(cells[0])] + [cell_text(c) for c in cells[1:-2]] + [code(cells[-2]), cell_text(cells[-1])]
         if row.failing:
             shown[-1] = f"**{shown[-1]}**"
         rows.append(_row(shown))
@@ -120,7 +141,8 @@ def _table_section(evaluation) -> Section:
 
 
 def _failures_section(evaluation) -> Section:
-    rows = [f"- {cell_text(v.headline)}" for v in evaluation.verdicts if not v.passed or v.warning]
+    rows = [f"- {code(v.id)} {cell_text(f'{v.outcome}: {v.message}')}" for v in evaluation.verdicts
+            if not v.passed or v.warning]
     return Section(["**What to look at**", ""], [], rows, lambda n: f"- ... and {n} more")
 
 
