@@ -80,6 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[STATE] = state
     config.pluginmanager.register(ActivePlugin(state), "erran-active")
+    if config.pluginmanager.has_plugin("html"):  # pytest-html: its hooks exist only with it
+        from .pytest_html_glue import PytestHtmlHooks
+
+        config.pluginmanager.register(PytestHtmlHooks(state), "erran-pytest-html")
 
 
 def _may_be_active(config: pytest.Config) -> bool:

@@ -64,13 +64,19 @@ class ErranState:
     def evaluate(self) -> None:
         from .pipeline import evaluate
 
+        from .progress import ProgressLine
+
         cache = getattr(self.config, "cache", None)
         cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
+        progress = None if self.is_worker else ProgressLine.for_config(self.config)
         try:
             self.evaluation = evaluate(self.settings, cache_dir, adapters=self._adapters(),
-                                       unit_columns=self._unit_columns())
+                                       unit_columns=self._unit_columns(), progress=progress)
         except ErranError as e:
             raise pytest.UsageError(f"erran: {e}") from None
+        finally:
+            if progress is not None:
+                progress.close()
 
     def _adapters(self) -> dict:
         """The output adapters conftest.py files register (pytest_erran_output_adapters)."""

@@ -58,6 +58,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
             futures = [pool.submit(decode, i, slot, i - start) for i in range(start, stop)]
             pending.append((start, stop, slot, futures))
 
+        if progress is not None:
+            progress(0, count)
         ahead = min(SLOTS - 1, len(starts))
         for number in range(ahead):
             submit(number)

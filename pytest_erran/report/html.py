@@ -159,6 +159,18 @@ def _bucket_table(evaluation, rows, anchors: dict) -> str:
     return "".join(out)
 
 
+def summary_fragment(evaluation, gallery_link: str | None) -> str:
+    """The verdict and the bucket table as an HTML fragment for another report (pytest-html's
+    summary), with a link to the gallery when one was written."""
+    css, verdict = _verdict(evaluation)
+    rows = ranked_rows(evaluation)
+    link = f' <a href="{_e(gallery_link)}">gallery of misses</a>' if gallery_link else ""
+    colour = "#c9302c" if css == "failed" else "#2e7d32"
+    table = _bucket_table(evaluation, rows, {})
+    return (f'<div class="erran"><h2>erran: <span style="color:{colour}">{_e(verdict)}</span>{link}</h2>'
+            f"{table}</div>")
+
+
 def _confusion(evaluation) -> str:
     from ..analysis.confusion import confusion_matrix
 

@@ -132,7 +132,8 @@ def _table_section(evaluation) -> Section:
     align = ["---"] + ["---:"] * (len(head) - 3) + ["---", "---"]
     rows = []
     for cells, row in body:
-        shown = [code(cells[0])] + [cell_text(c) for c in cells[1:-2]] + [code(cells[-2]), cell_text(cells[-1])]
+        required = code(cells[-2]) if cells[-2] != "-" else "-"
+        shown = [code(cells[0])] + [cell_text(c) for c in cells[1:-2]] + [required, cell_text(cells[-1])]
         if row.failing:
             shown[-1] = f"**{shown[-1]}**"
         rows.append(_row(shown))
