@@ -282,3 +282,29 @@ def _iou(a, b):
         return 0.0
     inter = iw * ih
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_the_gallerys_properties_are_measured_as_the_model_decodes(project, monkeypatch):
+    """With a model, the image properties the gallery bins come from the decode threads (no second
+    decode), equal to measuring each image on its own; later runs read them from the cache."""
+    from pytest_erran.inference import properties
+    import pytest_erran
+
+    project.model()
+    project.data(rows_with_misses())
+    real = properties.measure_all
+    paths = sorted(str(p) for p in (project.path / "images").glob("*.png"))
+    expected = real(paths, paths, 1)
+
+    def refuse(*args):
+        raise AssertionError("measured in a pass of its own")
+
+    monkeypatch.setattr(properties, "measure_all", refuse)
+    options = {"model": str(project.path / "model.onnx"), "data": str(project.path / "dev.csv"),
+               "classes": ["ok", "scratch", "dent"], "negative": "ok", "html": "g.html"}
+    evaluation = pytest_erran.evaluate(options, cache_dir=project.path / "cache")
+    order = [paths.index(p) for p in evaluation.dataset.images["_path"]]
+    for k, name in enumerate(properties.NAMES):
+        assert evaluation.units[name].tolist() == expected[order, k].tolist()
+    again = pytest_erran.evaluate(options, cache_dir=project.path / "cache")  # predictions cached too
+    assert again.timing["predicted"] == 0 and again.units["blur"].tolist() == evaluation.units["blur"].tolist()

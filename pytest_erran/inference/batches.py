@@ -33,10 +33,12 @@ def default_threads() -> int:
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
                 batch_size: int, threads: int,
-                progress: Callable[[int, int], None] | None = None) -> Iterator[Batch]:
+                progress: Callable[[int, int], None] | None = None,
+                inspect: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
     the number of images; decode threads fill the next batches while the model runs.
-    `progress(done, total)` is called after each batch the model has run."""
+    `progress(done, total)` is called after each batch the model has run; `inspect(i, image)`
+    sees each decoded image, in a decode thread."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -46,7 +48,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     starts = range(0, count, batch_size)
 
     def decode(i: int, slot: int, row: int) -> None:
-        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+        look = None if inspect is None else (lambda image: inspect(i, image))
+        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i], look)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
         pending: deque = deque()

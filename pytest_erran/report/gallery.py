@@ -134,24 +134,32 @@ class _Context:
             self.units_of = ByImage(self.units[IMAGE_INDEX].to_numpy())
             self.boxes = self.units[BOX].to_numpy(np.float64)
         self.shown_columns = [c for c in self.units.columns if not str(c).startswith("_") and c not in NOT_SHOWN]
+        self.arrays: dict[tuple[str, str], np.ndarray] = {}
+
+    def at(self, column: str, row: int, table: str = "units"):
+        """One cell, through a numpy copy of its column made once (pandas' per-cell access
+        costs more than the rest of the gallery)."""
+        key = (table, column)
+        if key not in self.arrays:
+            self.arrays[key] = (self.units if table == "units" else self.images)[column].to_numpy()
+        return self.arrays[key][row]
 
     def image(self, index: int) -> tuple[str, str, str]:
-        images = self.images
-        return images[PATH].iat[index], images[SOURCE].iat[index], str(images["image"].iat[index])
+        return self.at(PATH, index, "images"), self.at(SOURCE, index, "images"), str(self.at("image", index, "images"))
 
     def details(self, row: int | None, image: int) -> list[tuple[str, str]]:
         """Properties (of the unit, else of its image), then the dataset's own columns."""
         out = []
-        table, at = (self.units, row) if row is not None else (self.images, image)
+        table, at, name_of = (self.units, row, "units") if row is not None else (self.images, image, "images")
         for name in PROPERTIES:
             if name in table.columns:
-                out.append((name, _number(table[name].iat[at])))
+                out.append((name, _number(self.at(name, at, name_of))))
         if row is not None:
-            tags = self.units["tags"].iat[row]
+            tags = self.at("tags", row)
             if tags:
                 out.append(("tags", ", ".join(sorted(tags))))
             for column in self.shown_columns[:MAX_METADATA]:
-                out.append((str(column), _number(self.units[column].iat[row])))
+                out.append((str(column), _number(self.at(column, row))))
         return out
 
 
@@ -170,17 +178,17 @@ def _missed_gallery(context: _Context, anchor: str, kind: str, title: str, bucke
 
 
 def _missed_item(context: _Context, row: int) -> Item:
-    units = context.units
-    unit = str(units["id"].iat[row])
-    image = int(units[IMAGE_INDEX].iat[row])
+    at = context.at
+    unit = str(at("id", row))
+    image = int(at(IMAGE_INDEX, row))
     path, source, _ = context.image(image)
-    label = str(units["label"].iat[row])
+    label = str(at("label", row))
     if context.detection:
         marks, caption = _nearest_prediction(context, row, image, label)
     else:
         marks = ()
-        caption = [f"{label} → {units['_pred'].iat[row]}{_score(units[SCORE].iat[row])}"]
-    return Item(key=unit, path=path, source=source, shown_path=str(units[DISPLAY].iat[row]), marks=marks,
+        caption = [f"{label} → {at('_pred', row)}{_score(at(SCORE, row))}"]
+    return Item(key=unit, path=path, source=source, shown_path=str(at(DISPLAY, row)), marks=marks,
                 caption=caption, details=context.details(row, image), buckets=context.missed_in.get(unit, []),
                 new=unit in context.new)
 
@@ -219,12 +227,13 @@ def _false_positive_gallery(context: _Context, k: int, cls: str, anchor: str, pe
     scores = units[SCORE].to_numpy(np.float64)[wrong]
     ordered = wrong[np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")]
     items = []
+    at = context.at
     for row in ordered[:per_section]:
-        image = int(units[IMAGE_INDEX].iat[row])
+        image = int(at(IMAGE_INDEX, row))
         path, source, _ = context.image(image)
-        items.append(Item(key=str(units["id"].iat[row]), path=path, source=source,
-                          shown_path=str(units[DISPLAY].iat[row]), marks=(),
-                          caption=[f"{labels[row]} → {cls}{_score(units[SCORE].iat[row])}"],
+        items.append(Item(key=str(at("id", row)), path=path, source=source,
+                          shown_path=str(at(DISPLAY, row)), marks=(),
+                          caption=[f"{labels[row]} → {cls}{_score(at(SCORE, row))}"],
                           details=context.details(int(row), image)))
     return Gallery(anchor, "false_positives", title, cls, len(wrong), items,
                    "true class → predicted class (score), most confident first")
@@ -244,7 +253,7 @@ def _false_detection(context: _Context, p: int, cls: str) -> Item:
         caption.append("no object overlaps it")
     else:
         row = int(rows[best])
-        label = str(context.units["label"].iat[row])
+        label = str(context.at("label", row))
         marks.insert(0, Mark(tuple(float(v) for v in context.boxes[row]), GROUND_TRUTH, label))
         caption.append(f"nearest object: {label}, IoU {iou:.2f}")
     return Item(key=f"prediction {p}", path=path, source=source, shown_path=shown, marks=tuple(marks),

@@ -38,6 +38,7 @@ def render_html(evaluation, *, per_section: int = 48, created: str | None = None
     sections = galleries(evaluation, rows, per_section, analysis)
     anchors = {g.bucket: g.id for g in sections if g.kind == "missed"}
     thumbnails = _Thumbnails()
+    thumbnails.prepare([item for g in sections for item in g.items])
     body = [
         _header(evaluation, created),
         _navigation(sections, analysis is not None),
@@ -72,10 +73,22 @@ def render_html(evaluation, *, per_section: int = 48, created: str | None = None
 
 
 class _Thumbnails:
-    """Each image encoded once, however many sections show it."""
+    """Each image encoded once, however many sections show it; decoded and encoded in threads
+    (Pillow lets go of the GIL), each kept under its item's key, so the order is still fixed."""
 
     def __init__(self):
         self.done: dict[str, object] = {}
+
+    def prepare(self, items) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..inference.batches import default_threads
+
+        unique = list({item.key: item for item in items}.values())
+        with ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="erran-thumbnails") as pool:
+            futures = [(item.key, pool.submit(thumbnail, item.path, item.source, item.marks)) for item in unique]
+            for key, future in futures:  # the first failing item, in page order, is the error
+                self.done[key] = future.result()
 
     def get(self, item):
         if item.key not in self.done:

@@ -41,6 +41,7 @@ class Context:
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
     progress: Callable[[int, int], None] | None = None  # (images done, total) while the model runs
+    inspect: Callable[[int, object], None] | None = None  # (image row, PIL image) as each is decoded
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def _with_model(context: Context) -> TaskResult:
         threads = settings.threads or default_threads()
         parts = [outputs.interpret_output(read(batch), classes, where)
                  for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
-                                          context.progress)]
+                                          context.progress, context.inspect)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:

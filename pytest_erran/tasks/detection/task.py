@@ -60,7 +60,7 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
         return outputs.concat([
             outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
             for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
-                                     context.progress)])
+                                     context.progress, context.inspect)])
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
     predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
