@@ -57,7 +57,7 @@ def thumbnail(path: str, source: str, marks: tuple[Mark, ...] = ()) -> Thumbnail
         image = image.resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR)
     if marks:
         _draw(image, marks, region[:2], scale)
-    return Thumbnail(_encode(image), image.size[0], image.size[1], zoomed)
+    return Thumbnail(_encode(image, bool(marks)), image.size[0], image.size[1], zoomed)
 
 
 def _scale(size: tuple[int, int], marked: bool) -> float:
@@ -119,10 +119,11 @@ def _draw(image: Image.Image, marks: tuple[Mark, ...], origin: tuple[int, int], 
             draw.text((tx + 2 - left, ty + 1 - top), mark.text, fill="#ffffff", font=font)
 
 
-def _encode(image: Image.Image) -> str:
+def _encode(image: Image.Image, marked: bool) -> str:
     for quality in QUALITIES:
         buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=quality, subsampling=0)  # 4:4:4: thin coloured lines stay coloured
+        # 4:4:4 keeps thin coloured lines coloured; a plain image can halve its colour detail
+        image.save(buffer, "JPEG", quality=quality, subsampling=0 if marked else 2)
         if buffer.tell() <= MAX_BYTES:
             break
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
