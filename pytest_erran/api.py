@@ -59,12 +59,14 @@ def load_settings(config: str | Path | Mapping | Settings | None = None, *, root
 
 def evaluate(config: str | Path | Mapping | Settings | None = None, *, rootdir: str | Path | None = None,
              cache_dir: str | Path | None = None, adapters: Mapping[str, Callable] | None = None,
-             unit_columns: Sequence[UnitColumns] = (), **options) -> Evaluation:
+             unit_columns: Sequence[UnitColumns] = (), progress: Callable[[int, int], None] | None = None,
+             **options) -> Evaluation:
     """Evaluate as `pytest --erran-model=...` would, and return the evaluation.
 
     `config` and `options` as for load_settings (`model=`, `data=`, `predictions=`, `split=`,
     `baseline=`, ...). `cache_dir`: a folder for the prediction cache (none by default).
     `adapters` and `unit_columns`: the extensions conftest.py hooks give (see hooks.py).
+    `progress(done, total)`: called as the model runs over the images (0 first, then per batch).
 
     The result: `.passed`, `.verdicts` (one per requirement: `.id`, `.outcome`, `.message`),
     `.buckets` / `.bucket(name)` (`.recall`, `.positives`, `.hits`, `.missed`, `.comparison`),
@@ -76,4 +78,4 @@ def evaluate(config: str | Path | Mapping | Settings | None = None, *, rootdir: 
         raise ErranError(f"{settings.source}: nothing to evaluate; give model= (an ONNX model) or "
                          "predictions= (a predictions file)")
     return run_pipeline(settings, Path(cache_dir) if cache_dir is not None else None,
-                        adapters=adapters, unit_columns=unit_columns)
+                        adapters=adapters, unit_columns=unit_columns, progress=progress)

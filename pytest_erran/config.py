@@ -15,7 +15,7 @@ from .locate import config_candidate
 from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
-PATH_KEYS = ("model", "data", "predictions", "report", "baseline")
+PATH_KEYS = ("model", "data", "predictions", "report", "baseline", "html", "markdown")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class Settings:
     class_thresholds: dict = field(default_factory=dict)
     buckets: tuple[BucketSpec, ...] = ()
     requirements: tuple[Requirement, ...] = ()
+    html: Path | None = None  # the gallery of misses (report/html.py)
+    markdown: Path | None = None  # the pull-request comment (report/markdown.py)
+    html_per_bucket: int = 48  # thumbnails per gallery section
 
     @property
     def active(self) -> bool:

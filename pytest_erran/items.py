@@ -40,6 +40,11 @@ class RequirementItem(pytest.Item):
 
     def runtest(self) -> None:
         verdict = self.state.verdict(self.requirement.id)
+        from .report.junit import requirement_properties
+
+        # --junitxml writes these as the test case's <properties>, whatever the outcome
+        result = self.state.require_evaluation().bucket(self.requirement.bucket)
+        self.user_properties.extend(requirement_properties(verdict, result))
         if verdict.skipped:
             pytest.skip(verdict.message)
         if not verdict.passed:

@@ -83,9 +83,11 @@ class Evaluation:
 
 def evaluate(settings: Settings, cache_dir: Path | None = None, *,
              adapters: Mapping[str, Callable] | None = None,
-             unit_columns: Sequence[UnitColumns] = ()) -> Evaluation:
+             unit_columns: Sequence[UnitColumns] = (),
+             progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Evaluate `settings`; `adapters` are extra output adapters by name (`output = "<name>"`),
-    `unit_columns` add columns to the units table before buckets are built."""
+    `unit_columns` add columns to the units table before buckets are built, `progress(done,
+    total)` hears how many images the model has run over."""
     started = time.perf_counter()
     task = task_for(settings.task)
     model = OnnxModel(settings.model) if settings.predictions is None else None
@@ -102,6 +104,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
     _add_image_properties(settings, dataset, cache_dir)
     _add_unit_columns(settings, dataset, unit_columns)
+    # The gallery bins recall by every property; no bucket needs them, so they are measured as
+    # the model decodes the images (or from the cache, or in a pass of their own after).
+    shown = [name for name in properties.NAMES if name not in dataset.units.columns] if settings.html else []
+    collector = properties.Collector(len(dataset.images)) if shown else None
     buckets = _checked_buckets(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
@@ -112,7 +118,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
                             images["_path"].tolist())
-    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {})))
+    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}), progress,
+                                  collector))
+    if shown:
+        _add_image_properties(settings, dataset, cache_dir, shown, collector, result.units)
     finished = time.perf_counter()
 
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
@@ -128,10 +137,15 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     )
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> None:
-    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them.
-    They depend on the images alone, so they are cached apart from any model's predictions."""
-    wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
+def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None,
+                          wanted: list[str] | None = None, collector: properties.Collector | None = None,
+                          units: pd.DataFrame | None = None) -> None:
+    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them
+    (or a report shows them: `wanted`, also added to the predicted `units`). They depend on the
+    images alone, so they are cached apart from any model's predictions; a `collector` that saw
+    every image as the model ran holds them already."""
+    if wanted is None:
+        wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
     if not wanted:
         return
     images = dataset.images
@@ -142,6 +156,8 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
                          files=files_fingerprint(paths))
 
     def compute() -> dict[str, np.ndarray]:
+        if collector is not None and collector.complete:
+            return {"values": collector.values}
         return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
 
     values = cached_arrays(cache_dir, make_key, compute)[0]["values"]
@@ -150,6 +166,8 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
         column = values[:, properties.NAMES.index(name)]
         images[name] = column
         dataset.units[name] = column[rows]
+        if units is not None:
+            units[name] = column[units["_image_index"].to_numpy()]
 
 
 def _add_unit_columns(settings: Settings, dataset: Dataset, providers: Sequence[UnitColumns]) -> None:

@@ -43,6 +43,11 @@ OPTIONS = (
     ("--erran-baseline", {"metavar": "PATH", "help": "baseline to compare against and save to (default: "
                                                      "`baseline` in the config, else .erran/baseline.json "
                                                      "in the rootdir)."}),
+    ("--erran-html", {"metavar": "PATH", "help": "write the HTML gallery of misses here, one self-contained "
+                                                 "file (default: `html` in the config, else none)."}),
+    ("--erran-markdown", {"metavar": "PATH", "help": "write the summary as Markdown for a pull-request "
+                                                     "comment, and append it to $GITHUB_STEP_SUMMARY when set "
+                                                     "(default: `markdown` in the config, else none)."}),
     ("--erran-save-baseline", {"action": "store_true", "default": False,
                                "help": "save this run's results as the baseline (default: off)."}),
     ("--erran-batch-size", {"metavar": "N", "type": _positive_int,
@@ -75,6 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[STATE] = state
     config.pluginmanager.register(ActivePlugin(state), "erran-active")
+    if config.pluginmanager.has_plugin("html"):  # pytest-html: its hooks exist only with it
+        from .pytest_html_glue import PytestHtmlHooks
+
+        config.pluginmanager.register(PytestHtmlHooks(state), "erran-pytest-html")
 
 
 def _may_be_active(config: pytest.Config) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from .config import build_settings, find_config
 from .errors import ErranError
 
 OPTION_PATHS = {"model": "erran_model", "data": "erran_data", "predictions": "erran_predictions",
-                "report": "erran_report", "baseline": "erran_baseline"}
+                "report": "erran_report", "baseline": "erran_baseline", "html": "erran_html",
+                "markdown": "erran_markdown"}
 
 
 class ErranState:
@@ -20,6 +23,7 @@ class ErranState:
         self.evaluation = None
         self.saved_baseline: Path | None = None
         self.report_path: Path | None = None
+        self.written: list[tuple[str, Path]] = []  # (what, where) of the reports beside the JSON
         self.problems: list[str] = []
 
     @classmethod
@@ -60,13 +64,19 @@ class ErranState:
     def evaluate(self) -> None:
         from .pipeline import evaluate
 
+        from .progress import ProgressLine
+
         cache = getattr(self.config, "cache", None)
         cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
+        progress = None if self.is_worker else ProgressLine.for_config(self.config)
         try:
             self.evaluation = evaluate(self.settings, cache_dir, adapters=self._adapters(),
-                                       unit_columns=self._unit_columns())
+                                       unit_columns=self._unit_columns(), progress=progress)
         except ErranError as e:
             raise pytest.UsageError(f"erran: {e}") from None
+        finally:
+            if progress is not None:
+                progress.close()
 
     def _adapters(self) -> dict:
         """The output adapters conftest.py files register (pytest_erran_output_adapters)."""
@@ -125,17 +135,46 @@ class ErranState:
                 path = self.settings.baseline_path
                 save_evaluation(path, self.evaluation)
                 self.saved_baseline = path
+            self._write_reports()
         except OSError as e:
             self.problems.append(f"erran: cannot write {e.filename}: {e.strerror}")
             return self.problems[-1]
+        except ErranError as e:  # an image the gallery draws could not be read
+            self.problems.append(f"erran: {e}")
+            return self.problems[-1]
         return None
+
+    def _write_reports(self) -> None:
+        """The HTML gallery and the Markdown summary (also appended to $GITHUB_STEP_SUMMARY)."""
+        from .files import write_atomic
+
+        settings = self.settings
+        if settings.html is not None:
+            from .report.html import render_html
+
+            write_atomic(settings.html, render_html(self.evaluation, per_section=settings.html_per_bucket,
+                                                    created=_reproducible_time()))
+            self.written.append(("gallery", settings.html))
+        if settings.markdown is not None:
+            from .report.markdown import append_step_summary, markdown_document
+
+            link = os.environ.get("ERRAN_HTML_URL") or (
+                os.path.relpath(settings.html, settings.markdown.parent) if settings.html is not None else None)
+            write_atomic(settings.markdown, markdown_document(self.evaluation, html_link=link))
+            self.written.append(("markdown", settings.markdown))
+            summary = os.environ.get("GITHUB_STEP_SUMMARY")
+            if summary:
+                append_step_summary(Path(summary), self.evaluation, html_link=link)
 
     def summary_lines(self) -> list[tuple[str, dict]]:
         if self.evaluation is None:
             return []
-        from .report.terminal import summary_lines
+        from .report.terminal import shown_path, summary_lines
 
         lines = summary_lines(self.evaluation, self.saved_baseline, self.report_path)
+        if self.written:  # before the last line, which says what to do next
+            shown = ", ".join(f"{what} {shown_path(path)}" for what, path in self.written)
+            lines.insert(len(lines) - 1, (f"written: {shown}", {}))
         return [(p, {"red": True, "bold": True}) for p in self.problems] + lines
 
 
@@ -146,3 +185,12 @@ def _arguments(impl, **available) -> dict:
 
 def _resolve(config: pytest.Config, value: str | None) -> Path | None:
     return None if value is None else (config.invocation_params.dir / value).resolve()
+
+
+def _reproducible_time() -> str | None:
+    """The gallery's time: SOURCE_DATE_EPOCH when set (the reproducible-builds convention), else
+    none, so that the same inputs give a byte-identical file."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch.isdigit():
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(epoch)))

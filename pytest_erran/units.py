@@ -92,6 +92,10 @@ class Detections:
     match: np.ndarray  # [P] int8: a `Match` value
     unit: np.ndarray  # [P] int64: row in `units` it matched, -1 for none
     iou: np.ndarray  # [P] float64: IoU with that unit, NaN for none
+    # [P] int8: a `Match` value when every prediction counts, whatever its score: what precision/
+    # recall curves and AP need. At or above its class's threshold it equals `match` (the greedy
+    # rule takes predictions best score first, so a higher threshold keeps a prefix of it).
+    match_any_score: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.score)

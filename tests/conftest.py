@@ -32,6 +32,11 @@ try:  # its pytest plugin would otherwise re-import it after every in-process ru
 except ImportError:
     pass
 
+try:  # a test-only plugin, loaded by every in-process run: import it (and jinja2) once
+    import pytest_html.plugin  # noqa: F401
+except ImportError:
+    pass
+
 # The plugin's own modules too: a module imported afresh inside one run would raise its own
 # ErranError class, which the plugin's `except ErranError` (an older import) would not catch.
 for _module in pkgutil.walk_packages(pytest_erran.__path__, "pytest_erran."):

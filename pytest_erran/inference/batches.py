@@ -6,7 +6,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,9 +32,13 @@ def default_threads() -> int:
 
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
-                batch_size: int, threads: int) -> Iterator[Batch]:
+                batch_size: int, threads: int,
+                progress: Callable[[int, int], None] | None = None,
+                inspect: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
-    the number of images; decode threads fill the next batches while the model runs."""
+    the number of images; decode threads fill the next batches while the model runs.
+    `progress(done, total)` is called after each batch the model has run; `inspect(i, image)`
+    sees each decoded image, in a decode thread."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -44,7 +48,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     starts = range(0, count, batch_size)
 
     def decode(i: int, slot: int, row: int) -> None:
-        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+        look = None if inspect is None else (lambda image: inspect(i, image))
+        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i], look)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
         pending: deque = deque()
@@ -56,6 +61,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
             futures = [pool.submit(decode, i, slot, i - start) for i in range(start, stop)]
             pending.append((start, stop, slot, futures))
 
+        if progress is not None:
+            progress(0, count)
         ahead = min(SLOTS - 1, len(starts))
         for number in range(ahead):
             submit(number)
@@ -71,7 +78,10 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
                 if next_number < len(starts):
                     submit(next_number)
                     next_number += 1
-                yield Batch(start, stop, model.run(x), image_sizes)
+                outputs = model.run(x)
+                if progress is not None:
+                    progress(stop, count)
+                yield Batch(start, stop, outputs, image_sizes)
         finally:
             for _, _, _, futures in pending:
                 for future in futures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,10 +91,14 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
+def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
+                inspect: Callable[[Image.Image], None] | None = None) -> tuple[int, int]:
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
-    (width, height)."""
+    (width, height). `inspect` sees the decoded image first (image properties, measured
+    without decoding the file a second time)."""
     with open_image(path, source) as image:
+        if inspect is not None:
+            inspect(image)
         image = image.convert("L" if prep.channels == 1 else "RGB")
         size = image.size
         target = (prep.width, prep.height)

@@ -52,3 +52,20 @@ def measure_all(paths: list[str], sources: list[str], threads: int) -> np.ndarra
         for future in [pool.submit(one, i) for i in range(len(paths))]:
             future.result()
     return values
+
+
+class Collector:
+    """Properties measured as the model's decode threads open each image (`inspect(i, image)`),
+    so that a run which decodes every image anyway does not decode them a second time."""
+
+    def __init__(self, count: int):
+        self.values = np.full((count, len(NAMES)), np.nan)
+        self.seen = np.zeros(count, bool)
+
+    def __call__(self, index: int, image: Image.Image) -> None:
+        self.values[index] = measure(image)
+        self.seen[index] = True
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.seen.all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..files import portable_path
-from ..vocabulary import Metric
+from ..vocabulary import Metric, TaskName
 
 REPORT_VERSION = 1
 
@@ -23,6 +23,7 @@ def report_document(evaluation) -> dict:
         "buckets": [_bucket(result) for result in evaluation.buckets.values()],
         "requirements": [_requirement(verdict) for verdict in evaluation.verdicts],
     }
+    document.update(peer_metrics(evaluation))
     if evaluation.baseline is not None:
         document["baseline"] = {
             "path": portable_path(evaluation.baseline.path, evaluation.settings.rootdir),
@@ -71,3 +72,23 @@ def _requirement(verdict) -> dict:
         "message": verdict.message,
         **({"positives_needed": verdict.needed} if verdict.needed else {}),
     }
+
+
+def peer_metrics(evaluation) -> dict:
+    """What other evaluation tools report too: classification's confusion matrix, detection's AP
+    at the match IoU (COCOeval's, analysis/curves.py)."""
+    if evaluation.task == TaskName.CLASSIFICATION:
+        from ..analysis.confusion import confusion_matrix
+
+        units = evaluation.units
+        counts = confusion_matrix(units["label"].to_numpy(), units["_pred"].to_numpy(), evaluation.classes)
+        return {"confusion_matrix": {"classes": list(evaluation.classes), "counts": counts.tolist()}}
+    from ..analysis.curves import evaluation_curves, mean_ap
+
+    curves = evaluation_curves(evaluation)
+    return {"average_precision": {
+        "iou_threshold": evaluation.settings.iou_threshold,
+        "classes": {name: curve.ap for name, curve in curves.items()},
+        "mean": mean_ap(curves),
+        "lowest_score": min((c.lowest_score for c in curves.values() if c.lowest_score is not None), default=None),
+    }}

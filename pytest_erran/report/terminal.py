@@ -23,10 +23,11 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
         lines.append((f"baseline {shown_path(evaluation.baseline.path)} (model {_short(evaluation.baseline.document)}"
                       f", {evaluation.baseline.document['created']}): {drift['shared']} shared, "
                       f"{drift['added']} added, {drift['removed']} removed positives", {}))
-    rows = _ranked_rows(evaluation)
+    rows = ranked_rows(evaluation)
     lines.append(("", {}))
     lines.extend(_table(rows, evaluation))
     lines.extend(_misses(rows))
+    lines.extend(confusion_lines(evaluation))
     lines.append(("", {}))
     lines.append(_next_step(evaluation, rows, saved_baseline, report_path))
     return lines
@@ -101,7 +102,8 @@ class Row:
         return (2 if self.status else 3, 0, 0.0)
 
 
-def _ranked_rows(evaluation) -> list[Row]:
+def ranked_rows(evaluation) -> list[Row]:
+    """One row per bucket, failing first (the order of every report's table)."""
     by_bucket: dict[str, list] = {}
     for verdict in evaluation.verdicts:
         by_bucket.setdefault(verdict.requirement.bucket, []).append(verdict)
@@ -127,7 +129,8 @@ def _number(value, digits=3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
+def table_cells(rows: list[Row], evaluation) -> tuple[list[str], list[tuple[list[str], "Row"]]]:
+    """The bucket table as text cells, the same in every report: (head, [(cells, row)])."""
     compare = evaluation.baseline is not None
     precision = any(r.result.true_positives is not None for r in rows) and evaluation.task == TaskName.DETECTION
     head = ["bucket", "positives", "recall", f"{evaluation.settings.confidence:.0%} interval"]
@@ -148,7 +151,13 @@ def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
         if precision:
             cells += [_number(r.precision), _number(r.fp_per_image)]
         cells += [_required(row.verdicts), row.status_text]
-        body.append((cells, row.markup))
+        body.append((cells, row))
+    return head, body
+
+
+def _table(rows: list[Row], evaluation) -> list[tuple[str, dict]]:
+    head, cells_of = table_cells(rows, evaluation)
+    body = [(cells, row.markup) for cells, row in cells_of]
     widths = [max(len(head[i]), *(len(cells[i]) for cells, _ in body)) for i in range(len(head))]
 
     def fmt(cells):
@@ -221,3 +230,23 @@ def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict
             "; --erran-report PATH writes all of them as JSON"
         hint = f"look at the missed images above{where}. {hint[0].upper()}{hint[1:]}"
     return (hint, {})
+
+
+CONFUSION_MAX_CLASSES = 12  # wider than a terminal past this; the JSON and HTML reports have it all
+
+
+def confusion_lines(evaluation) -> list[tuple[str, dict]]:
+    """Classification: true class (rows) by predicted class (columns), indented under a title."""
+    if evaluation.task != TaskName.CLASSIFICATION or len(evaluation.classes) > CONFUSION_MAX_CLASSES:
+        return []
+    from ..analysis.confusion import confusion_matrix
+
+    classes = evaluation.classes
+    counts = confusion_matrix(evaluation.units["label"].to_numpy(), evaluation.units["_pred"].to_numpy(), classes)
+    first = max(len(c) for c in classes)
+    width = max(5, *(len(c) for c in classes), *(len(str(v)) for v in counts.flat))
+    lines = [("", {}), ("confusion matrix (rows: true class, columns: predicted class)", {}),
+             ("  " + " " * first + "  " + "  ".join(c.rjust(width) for c in classes), {"bold": True})]
+    for cls, row in zip(classes, counts):
+        lines.append((f"  {cls.ljust(first)}  " + "  ".join(str(v).rjust(width) for v in row), {}))
+    return lines

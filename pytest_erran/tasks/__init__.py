@@ -40,6 +40,8 @@ class Context:
     model: "OnnxModel | None"  # None: settings.predictions is read instead
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
+    progress: Callable[[int, int], None] | None = None  # (images done, total) while the model runs
+    inspect: Callable[[int, object], None] | None = None  # (image row, PIL image) as each is decoded
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
         threads = settings.threads or default_threads()
         return outputs.concat([
             outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
-            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
+            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
+                                     context.progress, context.inspect)])
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
     predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
@@ -103,7 +104,12 @@ def _matched(context: Context, predictions: dict[str, np.ndarray], predicted: in
                                  names[np.sort(predictions["image"][wrong & (predictions["label"] == i)])].tolist())
               for i, c in enumerate(classes)}
     counts[ALL] = PrecisionCounts(int(tp.sum()), int(fp.sum()), names[np.sort(predictions["image"][wrong])].tolist())
+    any_score = match_detections(  # for precision/recall curves and AP: no score threshold
+        gt["_image_index"].to_numpy(np.int64), gt["label"].map(index).to_numpy(np.int64),
+        gt[BOX].to_numpy(np.float64), np.arange(len(gt)) >= len(units),
+        predictions["image"], predictions["label"], predictions["box"], predictions["score"],
+        np.full(len(classes), -np.inf), context.settings.iou_threshold)
     matched = Detections(image=predictions["image"], label=predictions["label"], score=predictions["score"],
                          box=predictions["box"], match=result.pred_outcome, unit=result.pred_gt,
-                         iou=result.pred_iou)
+                         iou=result.pred_iou, match_any_score=any_score.pred_outcome)
     return TaskResult(units, counts, predicted, matched)
