@@ -87,6 +87,9 @@ class OnnxModel:
             if resize == NATIVE:
                 height, width = self._native(shape, config, where)
             elif "size" in config:
+                if any(isinstance(d, int) and d != s for d, s in zip((height, width), config["size"])):
+                    raise ErranError(f"{where}: [preprocess] size = {list(config['size'])}, but the model's "
+                                     f"input is fixed at {height} x {width}; remove `size`")
                 height, width = config["size"]
             elif not (isinstance(height, int) and isinstance(width, int)):
                 raise ErranError(f"{where}: the input size is dynamic; set [preprocess] size = [H, W], "

@@ -83,6 +83,9 @@ def _output_reader(context: Context, prep):
     index = model.output_index(settings.output)
     where = f"{settings.model}: output '{model.output_names[index]}'"
     outputs.check_output_shape(model.session.get_outputs()[index].shape, classes, where)
+    if model.unbatched:  # one image per run and no batch axis out either: scores [C]
+        return (lambda batch: outputs.interpret_output(np.asarray(batch.outputs[index]).reshape(1, -1),
+                                                       classes, where)), index
     return (lambda batch: outputs.interpret_output(batch.outputs[index], classes, where)), index
 
 
