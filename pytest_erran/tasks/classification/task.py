@@ -38,7 +38,7 @@ class ClassificationTask:
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
     prep = model.preprocess((context.export or Export()).preprocess_config(settings.preprocess))
-    read, output = _output_reader(context, prep)
+    read, where, output = _output_reader(context, prep)
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
@@ -62,7 +62,7 @@ def _with_model(context: Context) -> TaskResult:
 def _output_reader(context: Context, prep):
     """How a batch's outputs become ClassScores: the project adapter `output` names; else, for
     a model whose labels are class values (skl2onnx), its label and probability outputs; else
-    the model output `output` names (the first by default). Returns (read(batch), cache key)."""
+    the model output `output` names (the first by default). Returns (read(batch), where, cache key)."""
     settings, model, classes = context.settings, context.model, context.classes
     adapter = context.adapters.get(settings.output)
     if adapter is not None:
@@ -77,7 +77,7 @@ def _output_reader(context: Context, prep):
                 raise ErranError(f"{where} failed: {type(e).__name__}: {e}") from None
             return outputs.interpret_output(found, classes, where)
 
-        return read, adapter_identity(settings.output, adapter)
+        return read, where, adapter_identity(settings.output, adapter)
     if context.export is not None and context.export.class_values:
         return _class_values_reader(context)
     index = model.output_index(settings.output)
@@ -85,8 +85,8 @@ def _output_reader(context: Context, prep):
     outputs.check_output_shape(model.session.get_outputs()[index].shape, classes, where)
     if model.unbatched:  # one image per run and no batch axis out either: scores [C]
         return (lambda batch: outputs.interpret_output(np.asarray(batch.outputs[index]).reshape(1, -1),
-                                                       classes, where)), index
-    return (lambda batch: outputs.interpret_output(batch.outputs[index], classes, where)), index
+                                                       classes, where)), where, index
+    return (lambda batch: outputs.interpret_output(batch.outputs[index], classes, where)), where, index
 
 
 def _class_values_reader(context: Context):
@@ -113,7 +113,7 @@ def _class_values_reader(context: Context):
                                          None if scores is None else batch.outputs[scores],
                                          classes, numeric, where)
 
-    return read, f"class_values:{label}:{scores}"
+    return read, where, f"class_values:{label}:{scores}"
 
 
 def _from_file(context: Context) -> TaskResult:
