@@ -220,6 +220,10 @@ def _classes(settings: Settings, export: Export | None, dataset: Dataset) -> tup
         return from_model
     if dataset.classes:
         return dataset.classes
+    if export is not None and export.class_values:  # skl2onnx: its labels are the class values
+        raise ErranError(f"{settings.model}: recognised as {export.description}, but no `classes` in "
+                         "the config; list the values it was trained on (its labels, as strings): "
+                         "classes = [\"1\", \"3\", ...]")
     if export is not None:
         raise ErranError(f"{settings.model}: no `classes` in the config and none in the model's "
                          "metadata; list them in the config: classes = [\"ok\", \"scratch\", ...]")

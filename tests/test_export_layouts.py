@@ -13,7 +13,7 @@ import pytest_erran
 from builders import paint
 from pytest_erran.errors import ErranError
 from pytest_erran.inference.exporters import Export, ultralytics_names
-from pytest_erran.inference.images import Preprocess, center_crop_geometry, decode_into
+from pytest_erran.inference.images import Preprocess, center_crop_geometry, decode_into, decode_native
 from pytest_erran.inference.onnx_model import OnnxModel
 from pytest_erran.tasks.classification.outputs import class_values, from_class_values, interpret_output, value_columns
 from pytest_erran.tasks.detection.outputs import (
@@ -217,6 +217,15 @@ def test_center_crop_keeps_the_middle_and_boxes_map_back(tmp_path):
     np.testing.assert_array_equal(out[..., 0], columns[:, 16:80])  # no resize: only the crop
     np.testing.assert_allclose(to_image_coords([[0, 0, 10, 10]], (96, 64), (64, 64), "center_crop"),
                                [[16, 0, 26, 10]])
+
+
+def test_native_decode_keeps_the_size_and_shows_the_image_first(tmp_path):
+    paint(tmp_path / "a.png", "dent", size=(5, 3))
+    seen = []
+    pixels = decode_native(str(tmp_path / "a.png"), Preprocess(0, 0, 3, "NCHW", "float32", resize="native"),
+                           "dev.csv line 2", seen.append)
+    assert pixels.shape == (3, 5, 3) and pixels[..., 2].min() == 200 and pixels[..., 0].max() == 20
+    assert [image.size for image in seen] == [(5, 3)]
 
 
 def test_native_and_size_settings_are_checked_against_the_input(tmp_path):

@@ -203,6 +203,23 @@ def test_without_metadata_the_shapes_decide_and_the_channel_check_catches_a_misr
             "= 7, anchors]; check `classes` (3), or set output = 'yolo_end2end'") in str(error.value)
 
 
+def test_a_dynamic_ultralytics_export_runs_at_its_imgsz(tmp_path):
+    """Exported with dynamic=True (height and width symbolic; the batch stays 1, as this graph
+    was traced): the size comes from the metadata's imgsz; another size must fit its stride."""
+    import onnx
+
+    model = onnx.load(str(EXPORTS / "ultralytics_detect_raw" / "model.onnx"))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    onnx.save(model, str(tmp_path / "dynamic.onnx"))
+    settings = {"task": "detection", "model": str(tmp_path / "dynamic.onnx"), "score_threshold": 0.25,
+                "data": str(EXPORTS / "ultralytics_detect_raw" / "dev.json")}
+    evaluation = pytest_erran.evaluate(settings, rootdir=tmp_path)
+    assert unit_hits(evaluation) == expected_hits("ultralytics_detect_raw", "0.25")
+    with pytest.raises(ErranError, match=r"size = \[100, 100\]: the model's stride is 32"):
+        pytest_erran.evaluate({**settings, "preprocess": {"size": [100, 100]}}, rootdir=tmp_path)
+
+
 # --- Ultralytics classification ------------------------------------------------------------------
 
 def test_ultralytics_classify_export_needs_no_config(tmp_path):
@@ -306,6 +323,12 @@ def test_flat_inputs_need_their_size(tmp_path, preprocess, message):
     with pytest.raises(ErranError) as error:
         run(tmp_path, "sklearn_zipmap", classes=["1", "3", "7"], preprocess=preprocess)
     assert message in str(error.value)
+
+
+def test_sklearn_classes_are_its_values_and_must_be_listed(tmp_path):
+    with pytest.raises(ErranError, match=r"but no `classes` in the config; list the values it was trained "
+                                         r"on \(its labels, as strings\)"):
+        run(tmp_path, "sklearn_zipmap", preprocess=SKLEARN["preprocess"])
 
 
 # --- torch ---------------------------------------------------------------------------------------

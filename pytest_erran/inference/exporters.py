@@ -47,6 +47,7 @@ class Export:
     class_values: bool = False  # skl2onnx: labels and ZipMap keys are class values, not indices
     defaults: Mapping[str, object] = field(default_factory=dict)  # [preprocess] defaults
     fixed: Mapping[str, tuple[object, str]] = field(default_factory=dict)  # key -> (value, why)
+    stride: int | None = None  # a dynamic Ultralytics export takes sizes in multiples of it
 
     def preprocess_config(self, config: Mapping) -> dict:
         """The [preprocess] table with the model's defaults filled in; a value the model
@@ -55,6 +56,9 @@ class Export:
             if key in config and not _same(config[key], value):
                 raise ErranError(f"[preprocess] {key} = {_toml(config[key])}: {why}; remove "
                                  f"`{key}` from the config")
+        if self.stride and "size" in config and any(side % self.stride for side in config["size"]):
+            raise ErranError(f"[preprocess] size = {_toml(list(config['size']))}: the model's stride is "
+                             f"{self.stride} (its metadata), so both sides must be multiples of it")
         return {**self.defaults, **config}
 
 
@@ -119,10 +123,9 @@ def _ultralytics(model: "OnnxModel") -> Export:
     fixed = {"resize": (resize, f"{path.name} is an {what}, {trained}: resize = \"{resize}\", "
                                 f"the default for it")}
     fixed.update(_identity(f"{path.name} is an {what}, which takes RGB / 255 without normalisation"))
-    if "size" in defaults:
-        fixed["size"] = ([height, width], f"{path.name} is an {what} at imgsz {[height, width]}")
+    stride = _stride(metadata.get("stride")) if "size" in defaults else None
     return Export(ULTRALYTICS, description, ULTRALYTICS_TASKS[kind], names, "`names`", end2end,
-                  defaults={"resize": resize, **defaults}, fixed=fixed)
+                  defaults={"resize": resize, **defaults}, fixed=fixed, stride=stride)
 
 
 def ultralytics_names(raw: str, path) -> tuple[str, ...]:
@@ -155,6 +158,10 @@ def _imgsz(raw: str | None, path) -> tuple[int, int] | None:
             and all(isinstance(v, int) and v > 0 for v in value)):
         raise ErranError(f"{path}: metadata `imgsz` must be [height, width], got {raw[:60]!r}")
     return value[0], value[1]
+
+
+def _stride(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and raw.strip().isdigit() and int(raw) > 0 else None
 
 
 def _end2end(metadata: Mapping[str, str]) -> bool:

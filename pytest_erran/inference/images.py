@@ -130,9 +130,13 @@ def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> 
     out[top:top + new_h, left:left + new_w] = np.asarray(image).reshape(new_h, new_w, out.shape[2])
 
 
-def decode_native(path: str, prep: Preprocess, source: str) -> np.ndarray:
-    """`path` decoded at its own size, [H, W, C] uint8: for models that resize inside the graph."""
+def decode_native(path: str, prep: Preprocess, source: str, observe=None) -> np.ndarray:
+    """`path` decoded at its own size, [H, W, C] uint8: for models that resize inside the graph.
+    `observe`, when given, sees the decoded image first (RGB), as for decode_into."""
     with open_image(path, source) as image:
+        if observe is not None:
+            image = image.convert("RGB")
+            observe(image)
         image = image.convert("L" if prep.channels == 1 else "RGB")
         return np.asarray(image).reshape(image.size[1], image.size[0], prep.channels)
 
