@@ -14,11 +14,13 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
 import pytest_erran
 from conftest import usage_error
+from pytest_erran.config import load_schema
 from pytest_erran.errors import ErranError
 
 EXPORTS = Path(__file__).parent / "exports"
@@ -371,6 +373,7 @@ def test_the_summary_and_the_json_report_say_what_was_recognised(project):
     everything = next(b for b in report["buckets"] if b["name"] == "all")
     assert everything["missed"] == missed and everything["hits"] == counts["hits"] == 49
     assert report["model"]["export"].startswith("Ultralytics YOLOv8 detect export, end-to-end NMS")
+    jsonschema.validate(report, load_schema("report.schema.json"))
     result.stdout.fnmatch_lines(["recognised Ultralytics YOLOv8 detect export, end-to-end NMS, "
                                  "letterbox 160, classes from its `names`"])
     square = next(b for b in report["buckets"] if b["name"] == "square")
