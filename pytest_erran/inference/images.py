@@ -14,7 +14,6 @@ from ..errors import ErranError
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
 # How an image is brought to the model's input size.
 STRETCH, LETTERBOX, CENTER_CROP, NATIVE = "stretch", "letterbox", "center_crop", "native"
-RESIZE_MODES = (STRETCH, LETTERBOX, CENTER_CROP, NATIVE)
 
 
 @dataclass(frozen=True)
