@@ -15,7 +15,7 @@ def pytest_erran_output_adapters(task):
     Return a dict {name: adapter}; `output = "<name>"` in the config selects one. An adapter is
     called once per batch as ``adapter(outputs, options)``: `outputs` maps the model's output
     names to arrays, `options` is a :class:`pytest_erran.AdapterOptions` (classes, the model
-    input's size, score threshold, NMS IoU). It returns, for ``task == "detection"``, one
+    input's size — None when each image is fed at its own size —, score threshold, NMS IoU). It returns, for ``task == "detection"``, one
     ``(boxes [k, 4] x1 y1 x2 y2 in model-input pixels, scores [k], labels [k] class indices)``
     per image of the batch; for ``"classification"``, ``[N, C]`` scores or ``[N]`` class indices.
 

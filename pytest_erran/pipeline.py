@@ -36,6 +36,7 @@ from .inference.cache import (
     cached_arrays,
     files_fingerprint,
 )
+from .inference.exporters import Export, recognise
 from .inference.onnx_model import OnnxModel
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
@@ -95,8 +96,11 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         where = (f"in {settings.config_path}" if settings.config_path else
                  f"in a config (no erran.toml or [tool.erran] in the rootdir {settings.rootdir})")
         raise ErranError(f"no dev set: set `data` {where} or pass --erran-data PATH")
+    export = recognise(model) if model is not None else None
+    if export is not None:
+        _check_task(settings, export)
     dataset = task.load(settings)
-    classes = _classes(settings, model, dataset)
+    classes = _classes(settings, export, dataset)
     # Everything that needs no predictions is checked before the model runs over every image.
     check_labels(dataset, classes)
     task.check(settings, dataset, classes)
@@ -115,11 +119,13 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     source = settings.predictions or settings.model
     identity = {"path": portable_path(source, settings.rootdir),
                 "sha256": model.sha256() if model is not None else file_sha256(source)}
+    if export is not None and export.description:
+        identity["export"] = export.description  # what was recognised, for the reports
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
                             images["_path"].tolist())
-    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}), progress,
-                                  collector))
+    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}),
+                                  progress=progress, inspect=collector, export=export))
     if shown:
         _add_image_properties(settings, dataset, cache_dir, shown, collector, result.units)
     finished = time.perf_counter()
@@ -214,25 +220,40 @@ def _naming(settings: Settings):
         raise ErranError(f"{settings.source}: {e}") from None
 
 
-def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset) -> tuple[str, ...]:
-    """Model output index -> class name: the config, else the model's metadata, else the
-    classes the dev set defines (COCO categories in id order), else (a predictions file) the
-    labels seen."""
-    from_model = model.metadata_classes() if model is not None else None
+def _classes(settings: Settings, export: Export | None, dataset: Dataset) -> tuple[str, ...]:
+    """Model output index -> class name: the config, else the model's metadata (`classes`, or
+    Ultralytics' `names`), else the classes the dev set defines (COCO categories in id order),
+    else (a predictions file) the labels seen. Dev-set labels then map to them by name."""
+    from_model = export.classes if export is not None else None
     if settings.classes:
-        if from_model and from_model != settings.classes:  # an order mix-up would map every score wrong
+        configured = settings.classes
+        if export is not None and export.label_offset and configured[0] == "__background__":
+            configured = configured[1:]  # torchvision's own list, label 0 first: the same mapping
+        if from_model and from_model != configured:  # an order mix-up would map every score wrong
             raise ErranError(f"{settings.source}: classes = {list(settings.classes)} but the model's "
-                             f"metadata says {list(from_model)} (output order); make them agree, or "
-                             "remove `classes` from the config")
-        return settings.classes
+                             f"metadata says {list(from_model)} (its {export.classes_source}, in output "
+                             "order); make them agree, or remove `classes` from the config")
+        return configured
     if from_model:
         return from_model
     if dataset.classes:
         return dataset.classes
-    if model is not None:
+    if export is not None and export.class_values:  # skl2onnx: its labels are the class values
+        raise ErranError(f"{settings.model}: recognised as {export.description}, but no `classes` in "
+                         "the config; list the values it was trained on (its labels, as strings): "
+                         "classes = [\"1\", \"3\", ...]")
+    if export is not None:
         raise ErranError(f"{settings.model}: no `classes` in the config and none in the model's "
                          "metadata; list them in the config: classes = [\"ok\", \"scratch\", ...]")
     return tuple(sorted(dataset.labels))
+
+
+def _check_task(settings: Settings, export: Export) -> None:
+    """A model whose metadata names its task is run as that task."""
+    if export.task is not None and export.task != settings.task:
+        raise ErranError(f"{settings.model}: recognised as {export.description} (a {export.task} "
+                         f"model), but the run's task is '{settings.task}'; set task = "
+                         f"\"{export.task}\" in the config")
 
 
 def _drift(everything: BucketResult, baseline: baseline_io.Baseline) -> dict:

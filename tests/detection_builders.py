@@ -258,7 +258,9 @@ def yolo_model(path: Path, input_size: tuple[int, int], num_classes: int,
     from onnx import TensorProto, helper
 
     channels = 4 + num_classes
-    a = max(anchors or 0, max((len(v) for v in detections.values()), default=0), channels + 1)
+    # More anchors than channels, and never 6: [N, 5, 6] (one class) would be end-to-end rows
+    # [N, N_det, 6] just as well, which the plugin refuses to guess between.
+    a = max(anchors or 0, max((len(v) for v in detections.values()), default=0), channels + 1, 7)
     table = np.zeros((LEVELS, channels, a), np.float32)
     for level, found in detections.items():
         for j, (box, score, label) in enumerate(found):

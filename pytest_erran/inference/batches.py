@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .images import Preprocess, decode_into
+from .images import NATIVE, Preprocess, decode_into, decode_native
 from .onnx_model import OnnxModel
 
 SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
@@ -42,6 +42,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
+    if prep.per_image:  # images at their own sizes, or a model without a batch axis
+        batch_size = 1
     count = len(paths)
     buffers = [prep.buffer(batch_size) for _ in range(SLOTS)]
     sizes = [np.zeros((batch_size, 2), np.int64) for _ in range(SLOTS)]
@@ -49,6 +51,10 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
 
     def decode(i: int, slot: int, row: int) -> None:
         look = None if inspect is None else (lambda image: inspect(i, image))
+        if prep.resize == NATIVE:  # a buffer of the image's own size (batches of one)
+            buffers[slot] = decode_native(paths[i], prep, sources[i], look)[None]
+            sizes[slot][row] = buffers[slot].shape[2], buffers[slot].shape[1]
+            return
         sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i], look)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:

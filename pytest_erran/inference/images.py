@@ -13,33 +13,46 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ErranError
 
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
+# How an image is brought to the model's input size.
+STRETCH, LETTERBOX, CENTER_CROP, NATIVE = "stretch", "letterbox", "center_crop", "native"
 
 
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes one row of the model's input."""
 
-    width: int
+    width: int  # 0 with resize "native": each image keeps its own size
     height: int
     channels: int  # 1 (grayscale) or 3 (RGB)
-    layout: str  # "NCHW" or "NHWC"
+    layout: str  # "NCHW", "NHWC", or "flat" (one row of H*W*C values per image, row-major HWC)
     dtype: str  # "float32", "float16" or "uint8"
-    resize: str = "stretch"  # or "letterbox"
+    resize: str = STRETCH  # or LETTERBOX, CENTER_CROP, NATIVE
     scale: float = 1 / 255
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    unbatched: bool = False  # the model takes one image [C, H, W] with no batch axis
+
+    @property
+    def per_image(self) -> bool:
+        """Images go to the model one at a time: they have no common size, or no batch axis."""
+        return self.unbatched or self.resize == NATIVE
 
     def key(self) -> str:
         """Identifies the preprocessing in the prediction cache key."""
         return repr(self)
 
     def buffer(self, batch_size: int) -> np.ndarray:
+        """Pixels of one batch; with resize "native" each image brings its own (decode_native)."""
         return np.empty((batch_size, self.height, self.width, self.channels), np.uint8)
 
     def to_input(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 NHWC pixels -> the model's input array, normalised in one pass into a new array
         (so the pixel buffer is free again)."""
-        nchw = self.layout == "NCHW"
+        if self.layout == "flat":  # row-major over (row, column, channel), as numpy flattens an image
+            return self._normalised(pixels, nchw=False).reshape(len(pixels), -1)
+        return self._normalised(pixels, nchw=self.layout == "NCHW")
+
+    def _normalised(self, pixels: np.ndarray, nchw: bool) -> np.ndarray:
         if self.dtype == "uint8":
             return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2) if nchw else pixels)
         std = np.asarray(self.std, np.float32)
@@ -102,8 +115,10 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
         image = image.convert("L" if prep.channels == 1 else "RGB")
         size = image.size
         target = (prep.width, prep.height)
-        if prep.resize == "letterbox":
+        if prep.resize == LETTERBOX:
             _letterbox(image, out, target)
+        elif prep.resize == CENTER_CROP:
+            _center_crop(image, out, target)
         else:
             if size != target:
                 image = image.resize(target, Image.BILINEAR)
@@ -117,6 +132,44 @@ def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> 
     if image.size != (new_w, new_h):
         image = image.resize((new_w, new_h), Image.BILINEAR)
     out[top:top + new_h, left:left + new_w] = np.asarray(image).reshape(new_h, new_w, out.shape[2])
+
+
+def decode_native(path: str, prep: Preprocess, source: str, observe=None) -> np.ndarray:
+    """`path` decoded at its own size, [H, W, C] uint8: for models that resize inside the graph.
+    `observe`, when given, sees the decoded image first (RGB), as for decode_into."""
+    with open_image(path, source) as image:
+        if observe is not None:
+            image = image.convert("RGB")
+            observe(image)
+        image = image.convert("L" if prep.channels == 1 else "RGB")
+        return np.asarray(image).reshape(image.size[1], image.size[0], prep.channels)
+
+
+def _center_crop(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> None:
+    scale, new_w, new_h, left, top = center_crop_geometry(image.size, target)
+    if image.size != (new_w, new_h):
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+    pixels = np.asarray(image).reshape(new_h, new_w, out.shape[2])
+    out[...] = pixels[top:top + target[1], left:left + target[0]]
+
+
+def center_crop_geometry(
+    image_size: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[float, int, int, int, int]:
+    """(scale, new_w, new_h, left, top) of a resize that covers the input, then a centred crop.
+
+    The image (W, H) is resized by scale = max(w / W, h / H), so that one side fits the input
+    exactly and the other (truncated to whole pixels, as torchvision's Resize(size) does)
+    overflows it, then cropped at (left, top) = the overflow halved and rounded. For a square
+    input this is torchvision's Resize(s) + CenterCrop(s): Ultralytics' classify preprocessing.
+    """
+    (width, height), (in_w, in_h) = check_size(image_size, "image_size"), check_size(input_size, "input_size")
+    if in_w / width >= in_h / height:
+        scale, new_w, new_h = in_w / width, int(in_w), max(int(in_h), int(height * in_w / width))
+    else:
+        scale, new_w, new_h = in_h / height, max(int(in_w), int(width * in_h / height)), int(in_h)
+    left, top = int(round((new_w - in_w) / 2)), int(round((new_h - in_h) / 2))
+    return scale, new_w, new_h, left, top
 
 
 def letterbox_geometry(

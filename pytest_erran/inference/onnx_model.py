@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ErranError
-from .images import Preprocess
+from .images import CENTER_CROP, LETTERBOX, NATIVE, STRETCH, Preprocess
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
 
@@ -36,7 +36,12 @@ class OnnxModel:
         self.path = path
         self.input = self.session.get_inputs()[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        meta = self.session.get_modelmeta()
+        self.metadata = dict(meta.custom_metadata_map)
+        self.producer = meta.producer_name or ""  # "pytorch", "skl2onnx", ...: who wrote the graph
+        # [C, H, W]: one image per run with no batch axis (torchvision detectors take a list of
+        # such images); the batch axis run_batches adds is dropped in run().
+        self.unbatched = len(self.input.shape) == 3
 
     def sha256(self) -> str:
         """The model's identity: its file and every external-data file it names (weights kept
@@ -67,32 +72,90 @@ class OnnxModel:
         """Read layout, size and dtype from the model's input; mean/std/size from the config."""
         shape = list(self.input.shape)
         where = f"{self.path}: input '{self.input.name}' {shape}"
-        if len(shape) != 4:
-            raise ErranError(f"{where}: expected a 4-D image input [N, C, H, W] or [N, H, W, C]")
         dtype = ONNX_TYPES.get(self.input.type)
         if dtype is None:
             raise ErranError(f"{where}: input type {self.input.type} is not supported "
                              "(float32, float16 or uint8)")
-        nhwc = shape[3] in (1, 3) and shape[1] not in (1, 3)
-        channels, height, width = (shape[3], shape[1], shape[2]) if nhwc else (shape[1], shape[2], shape[3])
-        if channels not in (1, 3):
-            raise ErranError(f"{where}: cannot tell the channel axis; the model must take 1 or 3 channels")
-        if "size" in config:
-            height, width = config["size"]
-        elif not (isinstance(height, int) and isinstance(width, int)):
-            raise ErranError(f"{where}: the input size is dynamic; set [preprocess] size = [H, W]")
+        resize = config.get("resize", STRETCH)
+        if len(shape) == 2:
+            layout, channels, height, width = self._flat_input(shape, config, where)
+        elif config.get("flatten"):
+            raise ErranError(f"{where}: [preprocess] flatten = true is for a flat input [N, features]; "
+                             "this one takes images: remove `flatten`")
+        elif len(shape) in (3, 4):
+            layout, channels, height, width = self._image_input(shape, where)
+            if resize == NATIVE:
+                height, width = self._native(shape, config, where)
+            elif "size" in config:
+                if any(isinstance(d, int) and d != s for d, s in zip((height, width), config["size"])):
+                    raise ErranError(f"{where}: [preprocess] size = {list(config['size'])}, but the model's "
+                                     f"input is fixed at {height} x {width}; remove `size`")
+                height, width = config["size"]
+            elif not (isinstance(height, int) and isinstance(width, int)):
+                raise ErranError(f"{where}: the input size is dynamic; set [preprocess] size = [H, W], "
+                                 "or resize = \"native\" to feed each image at its own size")
+        else:
+            raise ErranError(f"{where}: expected an image input [N, C, H, W], [N, H, W, C] or "
+                             "[C, H, W], or a flat one [N, features]")
         mean = tuple(config.get("mean", (0.0,)))
         std = tuple(config.get("std", (1.0,)))
         for key, values in (("mean", mean), ("std", std)):
             if len(values) not in (1, channels):
                 raise ErranError(f"[preprocess] {key} has {len(values)} values; the model takes "
                                  f"{channels} channel(s)")
-        return Preprocess(width=width, height=height, channels=channels,
-                          layout="NHWC" if nhwc else "NCHW", dtype=dtype,
-                          resize=config.get("resize", "stretch"), scale=config.get("scale", 1 / 255),
-                          mean=mean, std=std)
+        return Preprocess(width=width, height=height, channels=channels, layout=layout, dtype=dtype,
+                          resize=resize, scale=config.get("scale", 1 / 255), mean=mean, std=std,
+                          unbatched=self.unbatched)
+
+    @staticmethod
+    def _image_input(shape: list, where: str) -> tuple[str, int, object, object]:
+        """(layout, channels, height, width) of [N, C, H, W], [N, H, W, C] or unbatched [C, H, W]."""
+        dims = shape[1:] if len(shape) == 4 else shape
+        nhwc = dims[2] in (1, 3) and dims[0] not in (1, 3)
+        channels, height, width = (dims[2], dims[0], dims[1]) if nhwc else (dims[0], dims[1], dims[2])
+        if channels not in (1, 3):
+            raise ErranError(f"{where}: cannot tell the channel axis; the model must take 1 or 3 channels")
+        return ("NHWC" if nhwc else "NCHW"), channels, height, width
+
+    def _native(self, shape: list, config: dict, where: str) -> tuple[int, int]:
+        """resize = "native": each image at its own size, one per run, so the input's height
+        and width must be dynamic and its batch (if any) 1 or dynamic."""
+        if "size" in config:
+            raise ErranError(f"{where}: resize = \"native\" feeds each image at its own size; "
+                             "remove [preprocess] size, or choose another resize")
+        _, _, height, width = self._image_input(shape, where)
+        if isinstance(height, int) or isinstance(width, int):
+            raise ErranError(f"{where}: resize = \"native\" needs a dynamic height and width, but "
+                             "the model's input size is fixed; use stretch, letterbox or center_crop")
+        if len(shape) == 4 and isinstance(shape[0], int) and shape[0] > 1:
+            raise ErranError(f"{where}: resize = \"native\" runs one image at a time, but the "
+                             f"model's batch is fixed at {shape[0]}")
+        return 0, 0
+
+    @staticmethod
+    def _flat_input(shape: list, config: dict, where: str) -> tuple[str, int, int, int]:
+        """[N, features]: the image resized to `size`, its pixels flattened row-major."""
+        features = shape[1]
+        if not config.get("flatten") or "size" not in config:
+            hint = (f" (H x W = {features} for grayscale, 3 x H x W for RGB)" if isinstance(features, int) else "")
+            raise ErranError(f"{where}: a flat input, one row of features per image; if they are an "
+                             f"image's pixels, set [preprocess] size = [H, W] and flatten = true{hint}")
+        height, width = config["size"]
+        if config.get("resize", STRETCH) not in (STRETCH, LETTERBOX, CENTER_CROP):
+            raise ErranError(f"{where}: a flat input has one size; resize = \"native\" cannot feed it")
+        if features == height * width:
+            channels = 1
+        elif features == 3 * height * width:
+            channels = 3
+        else:
+            raise ErranError(f"{where}: [preprocess] size = [{height}, {width}] gives {height * width} "
+                             f"grayscale or {3 * height * width} RGB values per image, but the model "
+                             f"takes {features}; set the size the features were made at")
+        return "flat", channels, height, width
 
     def fixed_batch(self) -> int | None:
+        if self.unbatched:  # no batch axis: the first dimension is the channels
+            return None
         batch = self.input.shape[0]
         return batch if isinstance(batch, int) and batch > 0 else None
 
@@ -101,7 +164,8 @@ class OnnxModel:
         batch size, and a short last batch is padded to it."""
         fixed = self.fixed_batch()
         if fixed is None or fixed == len(x):
-            return self.session.run(None, {self.input.name: x})
+            # an unbatched model gets its one image [C, H, W] (run_batches sends one at a time)
+            return self.session.run(None, {self.input.name: x[0] if self.unbatched else x})
         pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)
         outputs = self.session.run(None, {self.input.name: np.concatenate([x, pad])})
         return [o[:len(x)] for o in outputs]

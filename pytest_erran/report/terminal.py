@@ -18,6 +18,8 @@ MARKUP = {FAILED: {"red": True, "bold": True}, REGRESSED: {"red": True, "bold": 
 
 def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tuple[str, dict]]:
     lines = [(_header(evaluation), {})]
+    if evaluation.model.get("export"):
+        lines.append((f"recognised {evaluation.model['export']}", {}))
     if evaluation.baseline is not None:
         drift = evaluation.drift
         lines.append((f"baseline {shown_path(evaluation.baseline.path)} (model {_short(evaluation.baseline.document)}"

@@ -19,6 +19,7 @@ from ..vocabulary import TaskName
 if TYPE_CHECKING:
     from ..config import Settings
     from ..inference.cache import PredictionCache
+    from ..inference.exporters import Export
     from ..inference.onnx_model import OnnxModel
     from ..units import TaskResult
     from .dataset import Dataset
@@ -42,6 +43,7 @@ class Context:
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
     progress: Callable[[int, int], None] | None = None  # (images done, total) while the model runs
     inspect: Callable[[int, object], None] | None = None  # (image row, PIL image) as each is decoded
+    export: "Export | None" = None  # what the model file says about its exporter (with a model)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class AdapterOptions:
     """What an output adapter is told besides the outputs (see hooks.pytest_erran_output_adapters)."""
 
     classes: tuple[str, ...]  # model output index -> class name
-    input_size: tuple[int, int]  # (width, height) of the model's input
+    input_size: tuple[int, int] | None  # (width, height) of the model's input; None when each
+    # image is fed at its own size (resize = "native")
     score_threshold: float  # detection: the lowest score any class keeps
     nms_iou: float  # detection: the IoU above which NMS suppresses a box
 

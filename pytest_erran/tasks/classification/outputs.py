@@ -45,15 +45,86 @@ def check_output_shape(shape, classes: tuple[str, ...], where: str) -> None:
 
 
 def _zipmap_scores(maps: list, classes: tuple[str, ...], where: str) -> np.ndarray:
+    """ZipMap keys are the classes the model was trained on: read by name ({"1": p} or {1: p}
+    for the class "1"), else, integer keys 0..C-1, by index."""
     keys = list(maps[0]) if maps else []
-    if keys and all(isinstance(k, (int, np.integer)) for k in keys):
+    if {str(k) for k in keys} == set(classes) and len(keys) == len(classes):
+        by_name = {str(k): k for k in keys}
+        order = [by_name[c] for c in classes]
+    elif all(isinstance(k, (int, np.integer)) for k in keys) and set(keys) == set(range(len(classes))):
         order = list(range(len(classes)))
     else:
-        order = list(classes)
-    if maps and set(keys) != set(order):
-        raise ErranError(f"{where}: the score maps have keys {sorted(map(str, keys))}, which do not "
-                         f"match the classes {list(classes)}")
-    return np.array([[m[k] for k in order] for m in maps], np.float32).reshape(len(maps), len(classes))
+        raise ErranError(f"{where}: the score maps have keys {sorted(map(str, keys))}, which are neither "
+                         f"the classes {list(classes)} nor their indices 0..{len(classes) - 1}; list the "
+                         "model's class labels in `classes`")
+    try:
+        rows = [[m[k] for k in order] for m in maps]
+    except KeyError as e:
+        raise ErranError(f"{where}: a score map lacks the key {e.args[0]!r}") from None
+    return np.array(rows, np.float32).reshape(len(maps), len(classes))
+
+
+def class_values(values, classes: tuple[str, ...], where: str) -> np.ndarray:
+    """Class indices of labels that are class *values* (skl2onnx: the labels it was trained
+    on, 1 / 3 / 7 or "ok"): a value names the class of that name; integer values 0..C-1 that
+    name none are indices, when the classes are names rather than numbers."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ErranError(f"{where}: expected labels [N], got shape {list(array.shape)}")
+    lookup = {c: i for i, c in enumerate(classes)}
+    names = [str(v) for v in array.tolist()]
+    if all(name in lookup for name in names):
+        return np.array([lookup[name] for name in names], np.int64)
+    numbers = array.dtype.kind in "iu" and not any(_is_integer(c) for c in classes)
+    if numbers and (not len(array) or (array.min() >= 0 and array.max() < len(classes))):
+        return array.astype(np.int64)
+    unknown = next(name for name in names if name not in lookup)
+    raise ErranError(f"{where}: predicts class value {unknown!r}, which is not one of the classes "
+                     f"{list(classes)}; list the model's class values (the labels it was trained on) "
+                     "in `classes`")
+
+
+def value_columns(classes: tuple[str, ...], numeric_labels: bool) -> np.ndarray:
+    """For skl2onnx probabilities [N, C], the class index of each column. Columns follow the
+    estimator's `classes_`, its class values sorted (numerically for integer labels); when the
+    classes are names and the values 0..C-1, column j is class j."""
+    if numeric_labels and all(_is_integer(c) for c in classes):
+        return np.array(sorted(range(len(classes)), key=lambda i: int(classes[i])), np.int64)
+    if numeric_labels:
+        return np.arange(len(classes), dtype=np.int64)
+    return np.array(sorted(range(len(classes)), key=lambda i: classes[i]), np.int64)
+
+
+def from_class_values(labels, probabilities, classes: tuple[str, ...], numeric_labels: bool,
+                      where: str) -> ClassScores:
+    """A skl2onnx classifier's batch: the label output (the estimator's predict) decides the
+    class; the probabilities (ZipMap maps or an [N, C] array) are its scores."""
+    scores = None
+    if isinstance(probabilities, list):
+        scores = _zipmap_scores(probabilities, classes, where)
+    elif probabilities is not None:
+        array = np.asarray(probabilities, np.float32)
+        if array.ndim != 2 or array.shape[1] != len(classes):
+            raise ErranError(f"{where}: expected probabilities [N, {len(classes)}] (one per class of "
+                             f"{list(classes)}), got shape {list(array.shape)}")
+        scores = np.empty_like(array)
+        scores[:, value_columns(classes, numeric_labels)] = array
+    if labels is None:
+        return _from_scores(scores)
+    index = class_values(labels, classes, where)
+    if scores is not None and len(scores) != len(index):
+        raise ErranError(f"{where}: {len(index)} labels but {len(scores)} rows of probabilities")
+    return ClassScores(index, scores)
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _from_scores(scores: np.ndarray) -> ClassScores:

@@ -6,6 +6,8 @@ import numpy as np
 
 from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
+from ...inference.exporters import Export
+from ...inference.images import NATIVE
 from ...units import ClassScores, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
@@ -13,6 +15,9 @@ from ..dataset import Dataset
 from . import outputs
 from .data import load_classification
 from .predictions_file import read_classification
+
+
+LABEL_TYPES = ("tensor(int64)", "tensor(int32)", "tensor(string)")
 
 
 class ClassificationTask:
@@ -32,16 +37,15 @@ class ClassificationTask:
 
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
-    prep = model.preprocess(settings.preprocess)
+    prep = model.preprocess((context.export or Export()).preprocess_config(settings.preprocess))
     read, where, output = _output_reader(context, prep)
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
-        parts = [outputs.interpret_output(read(batch), classes, where)
-                 for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
-                                          context.progress, context.inspect)]
+        parts = [read(batch) for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
+                                                      context.progress, context.inspect)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:
@@ -57,25 +61,60 @@ def _with_model(context: Context) -> TaskResult:
 
 
 def _output_reader(context: Context, prep):
-    """How a batch's outputs become scores or labels: the project adapter `output` names, else
-    the model output it names (the first by default). Returns (read(batch), where, cache key)."""
-    settings, model = context.settings, context.model
+    """How a batch's outputs become ClassScores: the project adapter `output` names; else, for
+    a model whose labels are class values (skl2onnx), its label and probability outputs; else
+    the model output `output` names (the first by default). Returns (read(batch), where, cache key)."""
+    settings, model, classes = context.settings, context.model, context.classes
     adapter = context.adapters.get(settings.output)
     if adapter is not None:
         where = f"{settings.model}: output adapter '{settings.output}'"
-        options = AdapterOptions(context.classes, (prep.width, prep.height), 0.0, settings.nms_iou)
+        input_size = None if prep.resize == NATIVE else (prep.width, prep.height)
+        options = AdapterOptions(classes, input_size, 0.0, settings.nms_iou)
 
         def read(batch):
             try:
-                return adapter(dict(zip(model.output_names, batch.outputs)), options)
+                found = adapter(dict(zip(model.output_names, batch.outputs)), options)
             except Exception as e:  # noqa: BLE001 - the project's code: say where, in one line
                 raise ErranError(f"{where} failed: {type(e).__name__}: {e}") from None
+            return outputs.interpret_output(found, classes, where)
 
         return read, where, adapter_identity(settings.output, adapter)
+    if context.export is not None and context.export.class_values:
+        return _class_values_reader(context)
     index = model.output_index(settings.output)
     where = f"{settings.model}: output '{model.output_names[index]}'"
-    outputs.check_output_shape(model.session.get_outputs()[index].shape, context.classes, where)
-    return (lambda batch: batch.outputs[index]), where, index
+    outputs.check_output_shape(model.session.get_outputs()[index].shape, classes, where)
+    if model.unbatched:  # one image per run and no batch axis out either: scores [C]
+        return (lambda batch: outputs.interpret_output(np.asarray(batch.outputs[index]).reshape(1, -1),
+                                                       classes, where)), where, index
+    return (lambda batch: outputs.interpret_output(batch.outputs[index], classes, where)), where, index
+
+
+def _class_values_reader(context: Context):
+    """skl2onnx: the label output holds class values (its predict), the probability output
+    (ZipMap maps or [N, C]) their scores; `output` may name either one alone."""
+    settings, model, classes = context.settings, context.model, context.classes
+    declared = model.session.get_outputs()
+    label = next((i for i, o in enumerate(declared) if o.type in LABEL_TYPES and len(o.shape) in (1, 2)), None)
+    scores = next((i for i, o in enumerate(declared) if i != label and
+                   (o.type.startswith("seq(map(") or o.type == "tensor(float)")), None)
+    if settings.output is not None:
+        chosen = model.output_index(settings.output)
+        label, scores = (chosen, None) if chosen == label else (None, chosen)
+    if label is None and scores is None:
+        raise ErranError(f"{settings.model}: a skl2onnx model without a label or probability output "
+                         f"(outputs {[(o.name, o.type) for o in declared]}); is it a classifier?")
+    # string labels sort as strings in the estimator's classes_, integer ones as numbers
+    numeric = all(o.type != "tensor(string)" for o in declared)
+    names = [model.output_names[i] for i in (label, scores) if i is not None]
+    where = f"{settings.model}: output{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+
+    def read(batch):
+        return outputs.from_class_values(None if label is None else batch.outputs[label],
+                                         None if scores is None else batch.outputs[scores],
+                                         classes, numeric, where)
+
+    return read, where, f"class_values:{label}:{scores}"
 
 
 def _from_file(context: Context) -> TaskResult:

@@ -1,12 +1,16 @@
 """Turn the raw outputs of ONNX detection models into per-image boxes, scores and labels.
 
-Pure numpy. Two families are covered:
+Pure numpy. The families covered:
 - models that already return final detections (boxes / scores / labels, optionally batched
-  with a num_detections count): `boxes_scores_labels`;
+  with a num_detections count): `boxes_scores_labels`; torchvision's exports, whose labels
+  count from 1 (0 is the background): `torchvision`;
 - Ultralytics YOLO raw exports ([B, 4 + C, anchors] of cx, cy, w, h and class scores),
-  which still need thresholding and NMS: `yolo`.
-Boxes come out as x1, y1, x2, y2 in the model's input pixels; `to_image_coords` maps them
-back to the original image, undoing a stretch resize or a letterbox.
+  which still need thresholding and NMS: `yolo`;
+- Ultralytics end-to-end exports (`nms=True`, or an end-to-end head): [B, N, 6] rows of x1, y1,
+  x2, y2, score, class after NMS, zero rows after the last: `yolo_end2end`.
+Every adapter checks the outputs against the number of classes. Boxes come out as x1, y1, x2, y2
+in the model's input pixels; `to_image_coords` maps them back to the original image, undoing a
+stretch resize, a letterbox or a centre crop.
 
 Sizes are (width, height) throughout, unlike Ultralytics' (height, width).
 """
@@ -18,7 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ...errors import ErranError
-from ...inference.images import check_size, letterbox_geometry
+from ...inference.exporters import TORCHVISION, ULTRALYTICS, Export
+from ...inference.images import (
+    CENTER_CROP,
+    LETTERBOX,
+    NATIVE,
+    STRETCH,
+    center_crop_geometry,
+    check_size,
+    letterbox_geometry,
+)
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [k, 4], scores [k], labels [k]
 
@@ -63,20 +76,30 @@ def boxes_scores_labels(
 
 
 def yolo(
-    raw: np.ndarray, score_threshold: float, nms_iou: float, max_det: int = 300
+    raw: np.ndarray, score_threshold: float, nms_iou: float, max_det: int = 300,
+    num_classes: int | None = None,
 ) -> list[Detections]:
-    """Decode an Ultralytics raw export [B, 4 + C, A] (or [B, A, 4 + C] when A > 4 + C).
+    """Decode an Ultralytics raw export [B, 4 + C, A] (or [B, A, 4 + C]).
 
     Per anchor the label is the best class and the score its value; anchors below
     `score_threshold` are dropped, the rest go through class-aware NMS at `nms_iou`, keeping
-    at most `max_det` boxes, best first. Boxes are x1y1x2y2 in input pixels.
+    at most `max_det` boxes, best first. Boxes are x1y1x2y2 in input pixels. With
+    `num_classes`, the channel axis is the one of 4 + num_classes (an error if neither is);
+    without, the shorter of the two.
     """
     raw = np.asarray(raw)
     if raw.ndim == 2:
         raw = raw[None]
     if raw.ndim != 3:
         raise ValueError(f"YOLO output must be [B, 4 + classes, anchors], got shape {raw.shape}")
-    if raw.shape[2] < raw.shape[1]:  # [B, A, 4 + C]: more anchors than channels
+    if num_classes is not None:
+        channels = 4 + num_classes
+        if raw.shape[1] != channels:
+            if raw.shape[2] != channels:
+                raise ValueError(f"YOLO output {list(raw.shape)} has no axis of 4 + {num_classes} "
+                                 f"classes = {channels} channels (cx, cy, w, h, one score per class)")
+            raw = raw.transpose(0, 2, 1)
+    elif raw.shape[2] < raw.shape[1]:  # [B, A, 4 + C]: more anchors than channels
         raw = raw.transpose(0, 2, 1)
     if raw.shape[1] < 5:
         raise ValueError(
@@ -84,6 +107,42 @@ def yolo(
             "(cx, cy, w, h) followed by at least one class score row"
         )
     return [_yolo_image(image, score_threshold, nms_iou, max_det) for image in raw]
+
+
+def yolo_end2end(raw: np.ndarray, score_threshold: float, num_classes: int) -> list[Detections]:
+    """Decode an Ultralytics end-to-end export [B, N, 6] (`nms=True`): per row x1, y1, x2, y2
+    (input pixels), score and class index (a float), after NMS; rows past the last detection
+    are zeros. Rows scoring below `score_threshold` are dropped."""
+    raw = np.asarray(raw)
+    if raw.ndim == 2:
+        raw = raw[None]
+    if raw.ndim != 3 or raw.shape[2] != 6:
+        raise ValueError(f"an end-to-end output must be [B, N, 6] rows of x1, y1, x2, y2, score, "
+                         f"class, got shape {list(raw.shape)}")
+    per_image = []
+    for rows in raw:
+        rows = rows[np.any(rows != 0, axis=1) & (rows[:, 4] >= score_threshold)]
+        classes = rows[:, 5]
+        if np.any(classes != np.round(classes)) or np.any((classes < 0) | (classes >= num_classes)):
+            bad = classes[(classes != np.round(classes)) | (classes < 0) | (classes >= num_classes)][0]
+            raise ValueError(f"its class column holds {float(bad):g}, not a class index 0..{num_classes - 1} "
+                             f"of the {num_classes} classes")
+        order = np.argsort(-rows[:, 4], kind="stable")
+        per_image.append((rows[order, :4].astype(np.float32), rows[order, 4].astype(np.float32),
+                          classes[order].astype(np.int64)))
+    return per_image
+
+
+def torchvision_detections(outputs, num_classes: int) -> list[Detections]:
+    """A torchvision detector's boxes, labels and scores, labels 1..C made class indices 0..C-1
+    (torchvision's label 0 is the background, which a detector never returns)."""
+    per_image = boxes_scores_labels(outputs)
+    for _, _, labels in per_image:
+        outside = labels[(labels < 1) | (labels > num_classes)]
+        if len(outside):
+            raise ValueError(f"it predicts label {int(outside[0])}; torchvision labels 1..{num_classes} "
+                             f"are the {num_classes} classes and 0 the background")
+    return [(boxes, scores, labels - 1) for boxes, scores, labels in per_image]
 
 
 def nms(
@@ -129,17 +188,26 @@ def to_image_coords(
     """Map x1y1x2y2 boxes from model-input pixels to the image's own, clipped to the image.
 
     mode "stretch": the image was resized to the input size ignoring aspect ratio;
-    mode "letterbox": see `letterbox_geometry`, whose pad is subtracted before dividing by scale.
+    mode "letterbox": see `letterbox_geometry`, whose pad is subtracted before dividing by scale;
+    mode "center_crop": see `center_crop_geometry`, whose crop offset is added back;
+    mode "native": the image was the input (`input_size` is not used).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    (width, height), (in_w, in_h) = check_size(image_size, "image_size"), check_size(input_size, "input_size")
-    if mode == "stretch":
+    width, height = check_size(image_size, "image_size")
+    if mode == NATIVE:
+        return np.clip(boxes, 0, np.array([width, height] * 2))
+    in_w, in_h = check_size(input_size, "input_size")
+    if mode == STRETCH:
         out = boxes * np.array([width / in_w, height / in_h] * 2)
-    elif mode == "letterbox":
+    elif mode == LETTERBOX:
         scale, _, _, left, top = letterbox_geometry((width, height), (in_w, in_h))
         out = (boxes - np.array([left, top] * 2)) / scale
+    elif mode == CENTER_CROP:
+        scale, _, _, left, top = center_crop_geometry((width, height), (in_w, in_h))
+        out = (boxes + np.array([left, top] * 2)) / scale
     else:
-        raise ValueError(f"unknown resize mode {mode!r}; use 'stretch' or 'letterbox'")
+        raise ValueError(f"unknown resize mode {mode!r}; use 'stretch', 'letterbox', 'center_crop' "
+                         "or 'native'")
     return np.clip(out, 0, np.array([width, height] * 2))
 
 
@@ -278,41 +346,110 @@ def _iou_one_to_many(
 
 
 def _yolo_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
-    return yolo(next(iter(outputs.values())), options.score_threshold, options.nms_iou)
+    return yolo(next(iter(outputs.values())), options.score_threshold, options.nms_iou,
+                num_classes=len(options.classes))
+
+
+def _yolo_end2end_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
+    return yolo_end2end(next(iter(outputs.values())), options.score_threshold, len(options.classes))
 
 
 def _boxes_scores_labels_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
     return boxes_scores_labels(outputs)
 
 
+def _torchvision_adapter(outputs: Mapping[str, np.ndarray], options) -> list[Detections]:
+    return torchvision_detections(outputs, len(options.classes))
+
+
 # Built-in adapters: adapter(outputs by name, AdapterOptions) -> per image (boxes, scores, labels).
-ADAPTERS = {"boxes_scores_labels": _boxes_scores_labels_adapter, "yolo": _yolo_adapter}
+ADAPTERS = {"boxes_scores_labels": _boxes_scores_labels_adapter, "torchvision": _torchvision_adapter,
+            "yolo": _yolo_adapter, "yolo_end2end": _yolo_end2end_adapter}
 
 
 EMPTY = {"image": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
          "box": np.zeros((0, 4), np.float32), "score": np.zeros(0, np.float32)}
 
 
-def choose_adapter(configured: str | None, model, extra: Mapping[str, Callable]) -> str:
-    """`output` in the config (a built-in adapter or one a project registered), else the
-    built-in one the model's outputs make unambiguous."""
+def choose_adapter(configured: str | None, model, extra: Mapping[str, Callable],
+                   export: Export | None = None, num_classes: int | None = None) -> str:
+    """`output` in the config (a built-in adapter or one a project registered), else the one
+    the export's metadata names, else the built-in one the declared output shapes allow alone.
+    A layout it cannot read with certainty is an error naming the shapes and the choices."""
     taken = sorted(set(extra) & set(ADAPTERS))
     if taken:
         raise ErranError(f"pytest_erran_output_adapters: '{taken[0]}' is a built-in adapter's name; "
                          "register yours under another")
+    export = export or Export()
+    outputs = [(o.name, list(o.shape)) for o in model.session.get_outputs()]
     if configured is not None:
         if configured not in ADAPTERS and configured not in extra:
             known = ", ".join([*ADAPTERS, *extra])
             raise ErranError(f"output = '{configured}': for detection use one of {known}")
-        return configured
-    outputs = model.session.get_outputs()
-    if len(outputs) == 1 and len(outputs[0].shape) == 3:
-        return "yolo"
+        if configured in ("yolo", "yolo_end2end") and export.exporter == ULTRALYTICS:
+            follows = _from_export(export)
+            if configured != follows:
+                what = ("its output is already after NMS" if export.end2end else
+                        "its output is the raw [B, 4 + C, anchors] head")
+                raise ErranError(f"output = '{configured}': {model.path.name} is an {export.description} "
+                                 f"({what}); remove `output`, or set output = '{follows}'")
+        name = configured
+    elif export.exporter in (ULTRALYTICS, TORCHVISION):
+        name = _from_export(export)
+    else:
+        name = _from_shapes(outputs, num_classes, model.path)
+    if name in ADAPTERS and num_classes is not None:
+        _check_declared(name, outputs, num_classes, model.path)
+    return name
+
+
+def _from_export(export: Export) -> str:
+    if export.exporter == TORCHVISION:
+        return "torchvision"
+    return "yolo_end2end" if export.end2end else "yolo"
+
+
+def _from_shapes(outputs: list, num_classes: int | None, path) -> str:
+    if len(outputs) == 1 and len(outputs[0][1]) == 3:
+        shape = outputs[0][1]
+        fits = []
+        if num_classes is None or 4 + num_classes in shape[1:]:
+            fits.append("yolo")
+        if shape[2] == 6:
+            fits.append("yolo_end2end")
+        if len(fits) == 1:
+            return fits[0]
+        why = ("fits both the raw YOLO layout [B, 4 + C, anchors] and end-to-end rows [B, N, 6]"
+               if fits else f"fits neither the raw YOLO layout [B, 4 + {num_classes} classes, anchors] "
+                            "nor end-to-end rows [B, N, 6]")
+        raise ErranError(f"{path}: cannot tell how to read output '{outputs[0][0]}' {shape}: it {why}; "
+                         "set output = 'yolo' (raw) or 'yolo_end2end' (after NMS, nms=True) in the "
+                         "config, or check `classes`")
     if len(outputs) >= 3:
         return "boxes_scores_labels"
-    raise ErranError(f"{model.path}: cannot tell how to read outputs "
-                     f"{[(o.name, o.shape) for o in outputs]}; set output = 'yolo' or "
-                     "'boxes_scores_labels' in the config")
+    raise ErranError(f"{path}: cannot tell how to read outputs {[(n, s) for n, s in outputs]}; set "
+                     "output = 'yolo', 'yolo_end2end', 'boxes_scores_labels' or 'torchvision' in the "
+                     "config")
+
+
+def _check_declared(name: str, outputs: list, num_classes: int, path) -> None:
+    """The declared output shapes fit the adapter and the classes, before any image is decoded."""
+    if name not in ("yolo", "yolo_end2end"):
+        return
+    output, shape = outputs[0]
+    dims = shape[1:] if len(shape) == 3 else shape  # without the batch axis
+    known = all(isinstance(d, int) for d in dims)  # dynamic axes are checked per batch instead
+    if name == "yolo":
+        channels = 4 + num_classes
+        fits = len(shape) in (2, 3) and (channels in dims or not known)
+        wanted = f"[B, 4 + {num_classes} classes = {channels}, anchors]"
+    else:
+        fits = len(shape) in (2, 3) and (dims[-1] == 6 or not isinstance(dims[-1], int))
+        wanted = "[B, N, 6] rows of x1, y1, x2, y2, score, class"
+    if not fits:
+        other = "yolo_end2end" if name == "yolo" else "yolo"
+        raise ErranError(f"{path}: output '{output}' {shape} does not fit the '{name}' adapter, which "
+                         f"reads {wanted}; check `classes` ({num_classes}), or set output = '{other}'")
 
 
 def decode_batch(name: str, adapter: Callable, batch, names: list[str], prep, options,
@@ -337,8 +474,8 @@ def decode_batch(name: str, adapter: Callable, batch, names: list[str], prep, op
             raise ErranError(f"{where}: predicts class index {int(outside[0])}, but there are "
                              f"{num_classes} classes; check `classes`")
         size = tuple(int(v) for v in batch.image_sizes[offset])
-        parts["box"].append(to_image_coords(boxes, size, (prep.width, prep.height),
-                                                              prep.resize).astype(np.float32))
+        parts["box"].append(to_image_coords(boxes, size, (prep.width, prep.height), prep.resize)
+                            .astype(np.float32))
         parts["score"].append(scores.astype(np.float32))
         parts["label"].append(labels.astype(np.int64))
         parts["image"].append(np.full(len(labels), batch.start + offset, np.int64))

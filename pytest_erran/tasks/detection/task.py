@@ -7,6 +7,8 @@ import pandas as pd
 
 from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
+from ...inference.exporters import Export
+from ...inference.images import NATIVE
 from ...units import BOX, Detections, Match, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
@@ -46,14 +48,19 @@ def score_thresholds(settings, classes: tuple[str, ...]) -> np.ndarray:
 
 def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
-    prep = model.preprocess(settings.preprocess)
-    name = outputs.choose_adapter(settings.output, model, context.adapters)
+    export = context.export or Export()
+    prep = model.preprocess(export.preprocess_config(settings.preprocess))
+    name = outputs.choose_adapter(settings.output, model, context.adapters, export, len(classes))
+    if name == "torchvision":
+        _check_label_order(settings, dataset, classes, export)
     adapter = outputs.ADAPTERS[name] if name in outputs.ADAPTERS else context.adapters[name]
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
     thresholds = score_thresholds(settings, classes)
     floor = float(min(thresholds.min(), settings.score_threshold)) if len(thresholds) else 0.0
-    options = AdapterOptions(classes, (prep.width, prep.height), floor, settings.nms_iou)
+    # resize "native": no one input size; boxes come back in each image's own pixels
+    input_size = None if prep.resize == NATIVE else (prep.width, prep.height)
+    options = AdapterOptions(classes, input_size, floor, settings.nms_iou)
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
@@ -66,6 +73,18 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
                                                    nms_iou=settings.nms_iou, classes=classes)
     return predictions, 0 if from_cache else len(paths)
+
+
+def _check_label_order(settings, dataset: DetectionDataset, classes: tuple[str, ...], export: Export) -> None:
+    """torchvision labels 1..C name the classes in order. Classes taken from a COCO dev set are
+    in category-id order; unless the ids are 1..C, a label could as well be a category id."""
+    if settings.classes or export.classes or not dataset.category_ids:
+        return
+    ids = [dataset.category_ids.get(c) for c in classes]
+    if ids != list(range(1, len(classes) + 1)):
+        raise ErranError(f"{dataset.path}: category ids {ids} for {list(classes)}; the torchvision "
+                         f"export's labels 1..{len(classes)} name classes in its own order, which the "
+                         "ids do not settle: list the classes in the model's label order in `classes`")
 
 
 def _from_file(context: Context) -> dict[str, np.ndarray]:
