@@ -1,7 +1,6 @@
 """What CI reads: the Markdown summary (pull-request comment and job summary) and its cutting
 rule, the JUnit properties of each requirement, and the outputs written by real pytest runs."""
 
-import json
 import re
 import xml.etree.ElementTree as ElementTree
 

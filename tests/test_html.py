@@ -4,7 +4,6 @@ numbers, and both filters (CSS anchors without JavaScript, the menu with it) wor
 
 import base64
 import io
-import json
 import os
 import re
 from pathlib import Path

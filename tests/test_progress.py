@@ -1,7 +1,7 @@
 """The progress line: a plain callback in the pipeline, a rewritten line on a terminal, at most
 one line every ten seconds in a verbose CI log, nothing otherwise."""
 
-from builders import CLASSES, write_manifest
+from builders import CLASSES
 from conftest import rows_with_misses
 from pytest_erran.progress import LOG_EVERY_S, ProgressLine
 import pytest_erran

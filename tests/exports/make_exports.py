@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -868,7 +867,6 @@ TV_RPN_SCORE_THRESH = 0.0  # training; set from the blank frame's objectness bef
 
 
 def tiny_faster_rcnn():
-    import torch
     from torch import nn
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
