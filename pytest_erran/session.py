@@ -29,6 +29,7 @@ class ErranState:
         overrides = {key: _resolve(config, getattr(option, name)) for key, name in OPTION_PATHS.items()}
         overrides["batch_size"] = option.erran_batch_size
         overrides["threads"] = option.erran_threads
+        overrides["cache"] = False if option.erran_no_cache else None
         try:
             config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
             if config_path is None and not (overrides["model"] or overrides["predictions"]):
@@ -60,8 +61,8 @@ class ErranState:
     def evaluate(self) -> None:
         from .pipeline import evaluate
 
-        cache = getattr(self.config, "cache", None)
-        cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
+        cache = getattr(self.config, "cache", None)  # None under -p no:cacheprovider
+        cache_dir = cache.mkdir("erran-predictions") if cache is not None and self.settings.cache else None
         try:
             self.evaluation = evaluate(self.settings, cache_dir, adapters=self._adapters(),
                                        unit_columns=self._unit_columns())

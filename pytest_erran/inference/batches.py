@@ -6,12 +6,15 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from .images import Preprocess, decode_into
 from .onnx_model import OnnxModel
+
+if TYPE_CHECKING:
+    from .input_cache import InputRows
 
 SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
 
@@ -32,9 +35,10 @@ def default_threads() -> int:
 
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
-                batch_size: int, threads: int) -> Iterator[Batch]:
+                batch_size: int, threads: int, inputs: "InputRows | None" = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
-    the number of images; decode threads fill the next batches while the model runs."""
+    the number of images; decode threads fill the next batches while the model runs. With
+    `inputs` (the input cache), a cached row is copied instead of decoded, and a decoded one stored."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -44,7 +48,13 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     starts = range(0, count, batch_size)
 
     def decode(i: int, slot: int, row: int) -> None:
-        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+        out = buffers[slot][row]
+        size = inputs.get(i, out) if inputs is not None else None
+        if size is None:
+            size = decode_into(paths[i], out, prep, sources[i])
+            if inputs is not None:
+                inputs.put(i, out, size)
+        sizes[slot][row] = size
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
         pending: deque = deque()

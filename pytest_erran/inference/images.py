@@ -27,6 +27,7 @@ class Preprocess:
     scale: float = 1 / 255
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    decode: str = "exact"  # or "fast": JPEGs decoded at 1/2, 1/4 or 1/8 scale (draft) before the resize
 
     def key(self) -> str:
         """Identifies the preprocessing in the prediction cache key."""
@@ -94,20 +95,33 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tu
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
     (width, height)."""
     with open_image(path, source) as image:
-        image = image.convert("L" if prep.channels == 1 else "RGB")
-        size = image.size
+        size = image.size  # the image's own, even when decoded at a reduced scale
         target = (prep.width, prep.height)
+        mode = "L" if prep.channels == 1 else "RGB"
+        if prep.decode == "fast":
+            draft_to(image, mode, target if prep.resize != "letterbox" else
+                     letterbox_geometry(size, target)[1:3])
+        image = image.convert(mode)
         if prep.resize == "letterbox":
-            _letterbox(image, out, target)
+            _letterbox(image, out, target, size)
         else:
-            if size != target:
+            if image.size != target:
                 image = image.resize(target, Image.BILINEAR)
             out[...] = np.asarray(image).reshape(out.shape)
         return size
 
 
-def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int]) -> None:
-    _, new_w, new_h, left, top = letterbox_geometry(image.size, target)
+def draft_to(image: Image.Image, mode: str, size: tuple[int, int]) -> None:
+    """Let libjpeg decode a JPEG at the smallest of 1/2, 1/4, 1/8 scale that still covers `size`
+    (in the DCT domain: most of a large image's decode time is spent on pixels the resize throws
+    away). Other formats ignore it."""
+    if image.format == "JPEG":
+        image.draft(mode, size)
+
+
+def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int], size: tuple[int, int]) -> None:
+    """`size`: the image's own (width, height), which a reduced-scale decode no longer shows."""
+    _, new_w, new_h, left, top = letterbox_geometry(size, target)
     out[...] = LETTERBOX_FILL
     if image.size != (new_w, new_h):
         image = image.resize((new_w, new_h), Image.BILINEAR)

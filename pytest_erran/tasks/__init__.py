@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Protocol
 from ..vocabulary import TaskName
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config import Settings
+    from ..inference.batches import Batch
     from ..inference.cache import PredictionCache
+    from ..inference.engine import Engine
     from ..inference.onnx_model import OnnxModel
     from ..units import TaskResult
     from .dataset import Dataset
@@ -40,6 +44,15 @@ class Context:
     model: "OnnxModel | None"  # None: settings.predictions is read instead
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
+    engine: "Engine | None" = None  # runs the model over the images (local threads or Ray)
+
+    def batches(self, model: "OnnxModel", paths, sources, prep) -> "Iterator[Batch]":
+        """The model's outputs batch by batch, in image order, from whichever engine runs it."""
+        from ..inference.batches import default_threads
+        from ..inference.engine import Engine
+
+        engine = self.engine or Engine(self.settings.batch_size, self.settings.threads or default_threads())
+        return engine.batches(model, paths, sources, prep)
 
 
 @dataclass(frozen=True)

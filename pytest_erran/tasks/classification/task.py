@@ -7,7 +7,6 @@ from functools import partial
 import numpy as np
 
 from ...errors import ErranError
-from ...inference.batches import default_threads, run_batches
 from ...units import ClassScores, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
@@ -50,9 +49,8 @@ def _with_model(context: Context) -> TaskResult:
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
-        threads = settings.threads or default_threads()
         parts = [outputs.interpret_output(read(batch), classes, where)
-                 for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)]
+                 for batch in context.batches(model, paths, sources, prep)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:
