@@ -15,7 +15,7 @@ from ...errors import ErranError
 from ...tables import is_blank, numbers, read_json, read_table
 from ..dataset import normalise
 from .boxes import BOX, coco_boxes
-from .coco import map_categories
+from .coco import all_have, map_categories
 
 
 def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
@@ -40,14 +40,16 @@ def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
 def _coco_results(path: Path, category_ids: list[int]):
     """A list of {image_id, category_id, bbox [x, y, w, h], score}, as COCO's loadRes takes."""
     entries = _read_json(path)
-    sources = [f"{path.name}[{i}]" for i in range(len(entries))]
-    for source, entry in zip(sources, entries):
-        if not isinstance(entry, dict):
-            raise ErranError(f"{source}: expected a JSON object, got {type(entry).__name__}")
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
-        if missing:
-            raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
-                             "image_id, category_id, bbox [x, y, width, height] and score")
+    sources = Locations(path.name, len(entries))
+    keys = ("image_id", "category_id", "bbox", "score")
+    if not all_have(entries, keys):
+        for source, entry in zip(sources, entries):  # the first culprit, found one entry at a time
+            if not isinstance(entry, dict):
+                raise ErranError(f"{source}: expected a JSON object, got {type(entry).__name__}")
+            missing = [k for k in keys if k not in entry]
+            if missing:
+                raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
+                                 "image_id, category_id, bbox [x, y, width, height] and score")
     index_of = {category: i for i, category in enumerate(category_ids)}
     label = map_categories([e["category_id"] for e in entries], index_of, sources,
                            f"is not a category of the dev set (ids {category_ids})")
@@ -56,6 +58,21 @@ def _coco_results(path: Path, category_ids: list[int]):
                     "{source}: score {value!r} is not a number")
     keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
     return keys, "image_id", label.to_numpy(np.int64), box, score, sources
+
+
+class Locations:
+    """"preds.json[7]" for entry 7, made only when an error needs it (150k entries are common)."""
+
+    def __init__(self, name: str, count: int):
+        self.name, self.count = name, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> str:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return f"{self.name}[{int(i)}]"
 
 
 def _read_json(path: Path) -> list:
