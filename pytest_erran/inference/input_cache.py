@@ -117,6 +117,7 @@ class InputRows:
         self.fd: int | None = None
         self.new: list[tuple[int, int, int, tuple[int, int]]] = []  # (image, row, crc, size)
         self.hits = self.decoded = 0
+        self.pixels: int | None = None  # the pixel file, open for reading rows
         for stale in folder.glob("*.tmp"):  # a writer killed mid-way (we hold the lock)
             stale.unlink(missing_ok=True)
         self._load()
@@ -134,7 +135,6 @@ class InputRows:
         self.index = {"digest": np.zeros((0, DIGEST), np.uint8), "path": np.zeros(0, "U1"),
                       "stat": np.zeros((0, 4), np.int64), "size": np.zeros((0, 2), np.int64),
                       "crc": np.zeros(0, np.uint32)}
-        self.pixels = None
         self.by_path: dict[str, int] = {}
         self.by_digest: dict[bytes, int] = {}
         try:
@@ -164,7 +164,7 @@ class InputRows:
         if (self.folder / pixels_name).stat().st_size < count * self.row_bytes:
             raise ValueError("truncated pixels")
         if count:
-            self.pixels = np.memmap(self.folder / pixels_name, np.uint8, "r", shape=(count, *self.shape))
+            self.pixels = os.open(self.folder / pixels_name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         return index, pixels_name
 
     def get(self, i: int, out: np.ndarray) -> tuple[int, int] | None:
@@ -184,12 +184,23 @@ class InputRows:
             if row is None:
                 return None
             self.changed = True  # the image moved or was checked out again: record its new stat
-        pixels = self.pixels[row]
-        if zlib.crc32(pixels) != int(self.index["crc"][row]):
+        # Read straight into the batch row: no mapping, so the process's memory stays a few
+        # batches whatever the dev set's size (a mapped file's pages would count as its own).
+        view = memoryview(out).cast("B") if out.flags.c_contiguous else None
+        if view is None or self._read(view, row * self.row_bytes) != self.row_bytes \
+                or zlib.crc32(view) != int(self.index["crc"][row]):
             return None
-        out[...] = pixels
         self.used[i] = row
         return tuple(int(v) for v in self.index["size"][row])
+
+    def _read(self, view: memoryview, offset: int) -> int:
+        if hasattr(os, "preadv"):  # positioned: threads read at once
+            return os.preadv(self.pixels, [view], offset)
+        with self.lock:  # Windows: seek and read, one thread at a time
+            os.lseek(self.pixels, offset, os.SEEK_SET)
+            data = os.read(self.pixels, len(view))
+            view[:len(data)] = data
+            return len(data)
 
     # ------------------------------------------------------------------ writing
 
@@ -209,11 +220,17 @@ class InputRows:
             self.count += 1
             try:
                 if self.fd is None:
-                    self.fd = os.open(self.folder / self.pixels_name, os.O_RDWR | os.O_CREAT, 0o644)
+                    self.fd = os.open(self.folder / self.pixels_name,
+                                      os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
             except OSError as e:
                 return self._failed(e)
         try:
-            os.pwrite(self.fd, data, row * self.row_bytes)
+            if hasattr(os, "pwrite"):
+                os.pwrite(self.fd, data, row * self.row_bytes)
+            else:  # Windows
+                with self.lock:
+                    os.lseek(self.fd, row * self.row_bytes, os.SEEK_SET)
+                    os.write(self.fd, data)
         except OSError as e:
             return self._failed(e)
         with self.lock:
@@ -230,8 +247,9 @@ class InputRows:
         self.hits = int(((self.used >= 0) & (self.used < base)).sum())
         self.decoded = len(self.new)
         try:
-            if self.fd is not None:
-                os.close(self.fd)
+            for fd in (self.fd, self.pixels):
+                if fd is not None:
+                    os.close(fd)
             if not (self.new or self.changed):
                 if self.count:
                     os.utime(self.folder / INDEX)  # last use, for pruning

@@ -15,7 +15,7 @@ from ...errors import ErranError
 from ...tables import is_blank, numbers, read_json, read_table
 from ..dataset import normalise
 from .boxes import BOX, coco_boxes
-from .coco import all_have, map_categories
+from .coco import all_have, column, map_categories
 
 
 def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
@@ -51,12 +51,12 @@ def _coco_results(path: Path, category_ids: list[int]):
                 raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
                                  "image_id, category_id, bbox [x, y, width, height] and score")
     index_of = {category: i for i, category in enumerate(category_ids)}
-    label = map_categories([e["category_id"] for e in entries], index_of, sources,
+    label = map_categories(column(entries, "category_id"), index_of, sources,
                            f"is not a category of the dev set (ids {category_ids})")
-    box = coco_boxes([e["bbox"] for e in entries], sources.__getitem__, "COCO result")
-    score = numbers(pd.Series([e["score"] for e in entries], dtype=object), sources,
+    box = coco_boxes(column(entries, "bbox"), sources.__getitem__, "COCO result")
+    score = numbers(pd.Series(column(entries, "score"), dtype=object), sources,
                     "{source}: score {value!r} is not a number")
-    keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
+    keys = pd.Series(list(map(str, column(entries, "image_id"))), dtype=object)
     return keys, "image_id", label.to_numpy(np.int64), box, score, sources
 
 
