@@ -4,6 +4,7 @@ messages; turn their cells into numbers naming the first bad one."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,56 @@ def _fast_json(path: Path) -> tuple | None:
         return (orjson.loads(path.read_bytes()),)
     except (orjson.JSONDecodeError, OSError):
         return None
+
+
+JSON_CHUNK_BYTES = 16 << 20
+
+
+def json_list_chunks(path: Path, chunk_bytes: int | None = None):
+    """A top-level JSON list of flat objects (COCO results) as an iterator of lists, each parsed
+    from about `chunk_bytes` of the text when the one before is done with: a million results
+    then never exist as Python objects all at once. None when orjson is not installed or the
+    file is small. A file that does not cut cleanly between two objects (not a list of objects,
+    a "}, {" inside a string, nested lists of objects) raises Unsplittable while iterating:
+    read it whole with read_json then, which also says what is wrong with it."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    chunk_bytes = chunk_bytes or JSON_CHUNK_BYTES
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    start = len(data) - len(data.lstrip())
+    if len(data) <= chunk_bytes or data[start:start + 1] != b"[":
+        return None
+    between = re.compile(rb"\}\s*,\s*\{")
+    pieces, position = [], start + 1
+    while True:
+        found = between.search(data, position + chunk_bytes)
+        if found is None:
+            end = data.rstrip().rfind(b"]")
+            pieces.append((position, end))
+            break
+        pieces.append((position, found.start() + 1))
+        position = found.end() - 1
+
+    def parsed():  # one chunk at a time; each must be a list of objects, else Unsplittable
+        for lo, hi in pieces:
+            try:
+                chunk = orjson.loads(b"[" + data[lo:hi] + b"]")
+            except orjson.JSONDecodeError:
+                raise Unsplittable(path) from None
+            if not all(type(entry) is dict for entry in chunk):
+                raise Unsplittable(path)
+            yield chunk
+
+    return parsed()
+
+
+class Unsplittable(Exception):
+    """json_list_chunks could not cut the file cleanly: read it whole instead."""
 
 
 def is_blank(values: pd.Series | pd.DataFrame) -> np.ndarray:

@@ -87,14 +87,16 @@ def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict
     labels = map_categories(column(records, "category_id"), name_of, sources,
                             f"is not in 'categories' (ids {sorted(name_of)}); fix it or add the category")
     boxes = coco_boxes(column(records, "bbox"), sources.__getitem__, "COCO")
+    tags = [parse_tags(r.get("tags")) for r in records] if any_has(records, "tags") else [()] * len(records)
+    crowd = np.array([r.get("iscrowd", 0) for r in records], dtype=object).astype(bool)
+    metadata = _metadata(records, COCO_OBJECT_KEYS)
+    records.clear()  # the parsed JSON objects (most of the memory a million annotations take) go now
     core = pd.DataFrame({
         "id": ids, "image_id": image_ids, "label": labels.astype(object),
         **{name: boxes[:, k] for k, name in enumerate(BOX)},
-        "tags": [parse_tags(r.get("tags")) for r in records] if any_has(records, "tags") else [()] * len(records),
-        "_crowd": np.array([r.get("iscrowd", 0) for r in records], dtype=object).astype(bool),
-        "_source": sources, "_display": files + " #" + ids.to_numpy(),
+        "tags": tags, "_crowd": crowd, "_source": sources, "_display": files + " #" + ids.to_numpy(),
     })
-    return pd.concat([core, _metadata(records, COCO_OBJECT_KEYS)], axis=1)
+    return pd.concat([core, metadata], axis=1)
 
 
 def column(records: list, key: str) -> list:
