@@ -109,7 +109,7 @@ class ErranState:
             pytest.skip("pytest-erran evaluates a predictions file: there is no model")
         from .inference.onnx_model import OnnxModel
 
-        return OnnxModel(self.settings.model)
+        return OnnxModel(self.settings.model, providers=self.settings.providers)
 
     def write_outputs(self) -> str | None:
         """The JSON report and, with --erran-save-baseline, the baseline. Returns a problem."""

@@ -24,13 +24,16 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
     suffix = path.suffix.lower()
     if suffix == ".csv":
         frame = _read_csv(path)
-        locations = [f"{path.name} line {i + 2}" for i in range(len(frame))]
+        name = path.name  # once: a million rows are common
+        locations = [f"{name} line {i + 2}" for i in range(len(frame))]
     elif suffix in (".jsonl", ".ndjson"):
         frame, lines = _read_jsonl(path)
-        locations = [f"{path.name} line {n}" for n in lines]
+        name = path.name
+        locations = [f"{name} line {n}" for n in lines]
     elif suffix in (".parquet", ".pq"):
         frame = _read_parquet(path)
-        locations = [f"{path.name} row {i + 1}" for i in range(len(frame))]
+        name = path.name
+        locations = [f"{name} row {i + 1}" for i in range(len(frame))]
     else:
         coco = " (a COCO .json dev set needs task = \"detection\")" if suffix == ".json" else ""
         raise ErranError(f"{path}: unknown table format '{suffix}'; use .csv, .jsonl or .parquet{coco}")
@@ -101,6 +104,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _as_text(column: pd.Series) -> pd.Series:
+    if column.dtype != object and pd.api.types.is_string_dtype(column.dtype) and not column.isna().any():
+        return column.astype(object)  # already text (every CSV cell is): nothing to convert
+
     def text(value) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return ""
@@ -196,7 +202,7 @@ def json_list_chunks(path: Path, chunk_bytes: int | None = None):
                 chunk = orjson.loads(b"[" + data[lo:hi] + b"]")
             except orjson.JSONDecodeError:
                 raise Unsplittable(path) from None
-            if not all(type(entry) is dict for entry in chunk):
+            if not set(map(type, chunk)) <= {dict}:
                 raise Unsplittable(path)
             yield chunk
 

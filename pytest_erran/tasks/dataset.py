@@ -82,9 +82,11 @@ def parse_tags(value) -> tuple[str, ...]:
 
 
 def check_images_exist(images: pd.DataFrame) -> None:
-    for path, source in zip(images["_path"], images["_source"]):
-        if not os.path.isfile(path):
-            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
+    missing = [path for path in dict.fromkeys(images["_path"]) if not os.path.isfile(path)]  # each file once
+    if missing:
+        row = int(np.flatnonzero((images["_path"] == missing[0]).to_numpy())[0])
+        raise ErranError(f"{images['_source'].iloc[row]}: image {missing[0]} does not exist; fix the path "
+                         "or remove the row")
 
 
 def is_metadata(column: pd.Series, reserved: set[str]) -> bool:
