@@ -3,7 +3,6 @@ providers are checked; decode = "fast" keeps every shape and size."""
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 
@@ -12,11 +11,10 @@ import pytest
 from PIL import Image
 
 import pytest_erran
-from builders import channel_mean_model
+from builders import channel_mean_model, write_dev_set
 from detection_builders import boxes_scores_labels_model, model_detections, random_scene, write_coco
 from pytest_erran.errors import ErranError
 from pytest_erran.inference.images import Preprocess, decode_into, letterbox_geometry
-from test_input_cache import write_dev_set
 
 CLASSIFICATION = """
 model = "model.onnx"

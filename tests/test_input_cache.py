@@ -4,7 +4,6 @@ cached run's predictions with a run without any cache (the independent reference
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image
 
 import pytest_erran
-from builders import CLASSES, channel_mean_model
+from builders import channel_mean_model, noisy_image, write_dev_set
 from pytest_erran.inference import images as images_module
 from pytest_erran.inference.images import Preprocess, decode_into
 from pytest_erran.inference.input_cache import INDEX, ErranCacheWarning, InputCache
@@ -33,28 +32,6 @@ size = [8, 8]
 bucket = "all"
 recall = 0.0
 """
-
-
-def noisy_image(path, seed, size=(12, 10)):
-    """A unique image (so that its content digest is its own) whose dominant channel is seed % 3."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
-    pixels[..., seed % 3] += 150
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-
-
-def write_dev_set(root, n=24, name="dev.csv", seeds=None):
-    seeds = list(range(n)) if seeds is None else seeds
-    with (root / name).open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "image", "label"])
-        for seed in seeds:
-            image = f"images/{seed:03d}.png"
-            if not (root / image).exists():
-                noisy_image(root / image, seed)
-            writer.writerow([f"u{seed:03d}", image, CLASSES[seed % 3]])
-    return root / name
 
 
 def evaluate(root, model="model.onnx", data="dev.csv", extra="", preprocess="", cache=True, **options):
