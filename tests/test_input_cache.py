@@ -296,3 +296,55 @@ def test_the_plugin_warns_once_when_the_cache_folder_cannot_be_written(project):
     assert result.ret == 0, out
     assert out.count("ErranCacheWarning: erran input cache: cannot write") == 1, out
     assert "1 passed, 1 warning" in out
+
+
+def test_a_writer_killed_mid_way_leaves_a_cache_that_serves_only_whole_rows(dev, monkeypatch):
+    """What a SIGKILL leaves: rows written past the index (never indexed) and a half-written
+    index temp file. The next run serves the indexed rows and decodes the rest, correctly."""
+    evaluate(dev)
+    [entry] = (dev / "cache" / "inputs").iterdir()
+    [pixels] = entry.glob("pixels-*.u8")
+    with pixels.open("ab") as f:
+        f.write(os.urandom(8 * 8 * 3 * 5 + 17))  # five rows and a torn one, never indexed
+    (entry / (INDEX + ".tmp")).write_bytes(b"PK half an index")
+    write_dev_set(dev, seeds=list(range(24)) + [40, 41])  # two new images to append after them
+    decoded = count_decodes(monkeypatch)
+    again = evaluate(dev, model="other.onnx")
+    assert sorted(decoded) == ["040.png", "041.png"]
+    assert not (entry / (INDEX + ".tmp")).exists()
+    assert_same_as_uncached(dev, again, model="other.onnx")
+    decoded.clear()
+    evaluate(dev)
+    assert decoded == []
+
+
+def test_detection_models_get_their_images_sizes_back_from_the_cache(tmp_path):
+    """Boxes are mapped back with each image's own size, which the cache keeps with its row."""
+    from detection_builders import boxes_scores_labels_model, model_detections, random_scene, write_coco
+
+    scene = random_scene(5, num_images=8)
+    write_coco(tmp_path, scene)
+    table = model_detections(scene, (64, 32), "letterbox")
+    boxes_scores_labels_model(tmp_path / "det.onnx", (64, 32), table)
+    # another file (its metadata names the classes): another model, the same detections
+    boxes_scores_labels_model(tmp_path / "det2.onnx", (64, 32), table, classes_metadata=list(scene.classes))
+    (tmp_path / "erran.toml").write_text(textwrap.dedent("""
+        task = "detection"
+        data = "dev.json"
+        [preprocess]
+        resize = "letterbox"
+        [[require]]
+        bucket = "all"
+        recall = 0.0
+    """))
+
+    def run(model, cache):
+        return pytest_erran.evaluate(tmp_path / "erran.toml", rootdir=tmp_path, model=tmp_path / model,
+                                     cache_dir=tmp_path / "cache" if cache else None)
+
+    run("det.onnx", True)
+    cached, reference = run("det2.onnx", True), run("det2.onnx", False)
+    assert cached.timing["inputs_cached"] == 8 and cached.timing["inputs_decoded"] == 0
+    for name in ("image", "label", "score", "box", "match"):
+        np.testing.assert_array_equal(getattr(cached.predictions, name), getattr(reference.predictions, name))
+    assert cached.units["_hit"].tolist() == reference.units["_hit"].tolist()
