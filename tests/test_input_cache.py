@@ -348,3 +348,21 @@ def test_detection_models_get_their_images_sizes_back_from_the_cache(tmp_path):
     for name in ("image", "label", "score", "box", "match"):
         np.testing.assert_array_equal(getattr(cached.predictions, name), getattr(reference.predictions, name))
     assert cached.units["_hit"].tolist() == reference.units["_hit"].tolist()
+
+
+@pytest.mark.parametrize("reading", ["fails", "works"])
+def test_an_image_the_cache_cannot_use_is_the_decoders_one_line_error(dev, monkeypatch, reading):
+    """The cache reads each changed image first (its digest); an image it cannot read, or that
+    is not an image, is left to the decoder, whose error names the row."""
+    from pytest_erran.errors import ErranError
+    from pytest_erran.inference import input_cache
+
+    evaluate(dev)
+    (dev / "images" / "006.png").write_bytes(b"no longer a PNG")
+    if reading == "fails":
+        def unreadable(path):
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(input_cache, "content_digest", unreadable)
+    with pytest.raises(ErranError, match=r"dev.csv line 8: cannot read image .*006.png: not an image"):
+        evaluate(dev, model="other.onnx")

@@ -119,7 +119,8 @@ class InputRows:
         self.hits = self.decoded = 0
         self.pixels: int | None = None  # the pixel file, open for reading rows
         for stale in folder.glob("*.tmp"):  # a writer killed mid-way (we hold the lock)
-            stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                stale.unlink()
         self._load()
         n = len(paths)
         # What this run learns about each of its images (digest, stat) and the row it uses.
@@ -171,14 +172,20 @@ class InputRows:
         """Copy image i's cached row into `out` and return the image's (width, height); None
         when it has none (or the row is damaged): then decode it and put() it."""
         path = self.paths[i]
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # decoding it says what is wrong, naming its row
         stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         self.stat[i] = stat
         row = self.by_path.get(path)
         if row is not None and tuple(self.index["stat"][row]) == stat:
             self.digest[i] = self.index["digest"][row]
         else:
-            digest = content_digest(path)
+            try:
+                digest = content_digest(path)
+            except OSError:
+                return None
             self.digest[i] = digest
             row = self.by_digest.get(digest.tobytes())
             if row is None:
