@@ -474,6 +474,13 @@ def main() -> int:
     parser.add_argument("--plugin-path", type=Path, default=None,
                         help="benchmark the pytest_erran package found in this directory instead of "
                              "the installed one (A/B tests of a patched copy)")
+    parser.add_argument("--memory-images", type=int, default=20_000,
+                        help="the larger dev set of the memory check (default 20000: the images listed "
+                             "again under other ids)")
+    parser.add_argument("--jpegs", type=int, default=300,
+                        help="large JPEGs (2-5 MP) for decode exact vs fast (default 300; 0 skips)")
+    parser.add_argument("--skip-detection", action="store_true", help="skip the detection comparison")
+    parser.add_argument("--skip-ray", action="store_true", help="skip engine = \"ray\" even if Ray is installed")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -610,34 +617,52 @@ def main() -> int:
                   f"{c['process']:>10.2f} | {c['plugin'] / c['reference']:>5.2f} | "
                   f"{c['process'] / c['reference']:>5.2f}")
 
-        # memory: N and 2N images (the 2N manifest lists every image twice under other ids)
-        side = SIZES[-1]
+        import speed_cases
+
+        speed_cases.tp = sys.modules[__name__]  # this module's settings (bytecode prefix, plugin path)
+        results["input_cache"] = speed_cases.input_cache_case(root, manifest, SIZES[0], args.rounds)
+
+        # memory: N and memory_images images (the larger manifest lists every image again under other ids)
+        side = SIZES[0]
         model = root / f"model{side}.onnx"
         memory = {}
-        for factor in (1, 2):
+        copies = max(2, -(-args.memory_images // len(paths)))
+        for factor in (1, copies):
             mem_dir = root / f"mem{factor}"
             mem_dir.mkdir()
             data = manifest
-            if factor == 2:
-                data = mem_dir / "dev2.csv"
+            if factor > 1:
+                data = mem_dir / "dev_more.csv"
                 names = [os.path.relpath(p, mem_dir) for p in paths]
                 labels = [CLASSES[i % 5 % 3] for i in range(len(paths))]
-                write_manifest(data, [(f"{copy}/{n}", n, l) for copy in "ab" for n, l in zip(names, labels)])
+                rows = [(f"{copy}/{n}", n, l) for copy in range(factor) for n, l in zip(names, labels)]
+                write_manifest(data, rows[:max(args.memory_images, len(paths) + 1)])
             write_erran_toml(mem_dir, erran_table(model, data, mem_dir))
             memory[factor] = run_memory(mem_dir / "erran.toml")
         results["memory"] = memory
-        one, two = memory[1], memory[2]
+        one, two = memory[1], memory[copies]
         growth = (two["peak_kb"] - one["peak_kb"]) / 1024
         per_1000 = growth / (two["images"] - one["images"]) * 1000
-        print(f"\nPeak RSS (VmHWM) of a fresh process running evaluate(), {side}x{side} model:")
-        for factor in (1, 2):
+        print(f"\nPeak RSS (VmHWM) of a fresh process running evaluate() (no cache), {side}x{side} model:")
+        for factor in (1, copies):
             m = memory[factor]
             print(f"  {m['images']:>6} images: after imports {m['imports_kb'] / 1024:6.1f} MB, "
                   f"peak {m['peak_kb'] / 1024:6.1f} MB (+{(m['peak_kb'] - m['imports_kb']) / 1024:.1f} MB); "
                   f"ru_maxrss {m['ru_maxrss_kb'] / 1024:.1f} MB; {m['images'] / m['seconds']:.0f} img/s")
-        print(f"  growth N -> 2N: {growth:+.1f} MB ({growth * 1024 / one['peak_kb']:+.1%} of the peak; "
+        print(f"  growth {one['images']} -> {two['images']} images: {growth:+.1f} MB ({growth * 1024 / one['peak_kb']:+.1%} of the peak; "
               f"{per_1000:+.2f} MB per 1000 images, noise included)")
         print("  (ru_maxrss includes the parent's RSS, carried over by Linux across fork+exec)")
+
+        if args.jpegs:
+            results["large_jpegs"] = speed_cases.large_jpeg_case(root, data_root, args.jpegs, SIZES[-1], args.rounds)
+        if not args.skip_detection:
+            import detection
+
+            print("\nDetection predictions (benchmarks/detection.py, 10k images):")
+            results["detection"] = detection.run(10_000, 10, max(2, args.rounds))
+            print("\n".join(detection.report(results["detection"])))
+        if not args.skip_ray:
+            results["ray"] = speed_cases.ray_case(root, manifest, SIZES[0], args.rounds)
 
         startup = run_startup(root, args.startup_runs)
         results["startup"] = startup

@@ -15,6 +15,7 @@ from .locate import config_candidate
 from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
+DEFAULT_CACHE_MAX_MB = 2048
 PATH_KEYS = ("model", "data", "predictions", "report", "baseline", "html", "markdown")
 
 
@@ -67,6 +68,13 @@ class Settings:
     iou_threshold: float = 0.5
     nms_iou: float = 0.7
     preprocess: dict = field(default_factory=dict)
+    # Speed (docs/performance.md): caches, the engine that runs the model, onnxruntime providers.
+    cache: bool = True  # --erran-no-cache: no prediction, property or input cache
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB  # the input cache's bound
+    engine: str = "local"  # or "ray"
+    ray_address: str | None = None  # else RAY_ADDRESS, else a local Ray instance
+    ray_workers: int | None = None  # Ray actors (one onnxruntime session each); default: cluster CPUs
+    providers: tuple[str, ...] | None = None  # onnxruntime execution providers, in order
     class_thresholds: dict = field(default_factory=dict)
     buckets: tuple[BucketSpec, ...] = ()
     requirements: tuple[Requirement, ...] = ()
@@ -221,6 +229,8 @@ def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrid
         values["task"] = TaskName(values["task"])
     if "classes" in table:
         values["classes"] = tuple(table["classes"])
+    if "providers" in values:
+        values["providers"] = tuple(values["providers"])
     values["buckets"] = tuple(
         BucketSpec(name, spec.get("where"), spec.get("tag"), spec.get("class"))
         for name, spec in sorted(table.get("buckets", {}).items())

@@ -36,7 +36,9 @@ from .inference.cache import (
     cached_arrays,
     files_fingerprint,
 )
+from .inference.engine import Engine
 from .inference.exporters import Export, recognise
+from .inference.input_cache import InputCache
 from .inference.onnx_model import OnnxModel
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
@@ -90,8 +92,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     `unit_columns` add columns to the units table before buckets are built, `progress(done,
     total)` hears how many images the model has run over."""
     started = time.perf_counter()
+    if not settings.cache:
+        cache_dir = None
     task = task_for(settings.task)
-    model = OnnxModel(settings.model) if settings.predictions is None else None
+    model = OnnxModel(settings.model, providers=settings.providers) if settings.predictions is None else None
     if settings.data is None:
         where = (f"in {settings.config_path}" if settings.config_path else
                  f"in a config (no erran.toml or [tool.erran] in the rootdir {settings.rootdir})")
@@ -124,8 +128,9 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
                             images["_path"].tolist())
+    engine = _engine(settings, dataset, cache_dir)
     result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}),
-                                  progress=progress, inspect=collector, export=export))
+                                  progress=progress, inspect=collector, export=export, engine=engine))
     if shown:
         _add_image_properties(settings, dataset, cache_dir, shown, collector, result.units)
     finished = time.perf_counter()
@@ -139,8 +144,19 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         predictions=result.predictions, buckets=results, verdicts=verdicts, baseline=baseline,
         drift=_drift(results[ALL], baseline) if baseline else None,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
-                "images": len(dataset.images)},
+                "images": len(dataset.images), "inputs_cached": engine.inputs.hits,
+                "inputs_decoded": engine.inputs.decoded},
     )
+
+
+def _engine(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> Engine:
+    """The runner of the model: local decode threads with the input cache under cache_dir/inputs
+    (keyed by the dev set's path and split, not its hash: an edited manifest keeps its cached
+    images), or Ray."""
+    inputs = InputCache(cache_dir / "inputs" if cache_dir is not None else None, settings.cache_max_mb)
+    return Engine(batch_size=settings.batch_size, threads=settings.threads or default_threads(),
+                  inputs=inputs, dataset=f"{Path(dataset.path).resolve()}\0{settings.split}",
+                  kind=settings.engine, ray_address=settings.ray_address, ray_workers=settings.ray_workers)
 
 
 def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None,

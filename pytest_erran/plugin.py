@@ -54,6 +54,9 @@ OPTIONS = (
                             "help": "images per inference batch (default: `batch_size` in the config, else 16)."}),
     ("--erran-threads", {"metavar": "N", "type": _positive_int,
                          "help": "image decoding threads (default: `threads` in the config, else one per core)."}),
+    ("--erran-no-cache", {"action": "store_true", "default": False,
+                          "help": "no prediction or input cache: decode and predict every image "
+                                  "(default: `cache` in the config, else cached)."}),
 )
 
 

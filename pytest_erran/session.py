@@ -33,6 +33,7 @@ class ErranState:
         overrides = {key: _resolve(config, getattr(option, name)) for key, name in OPTION_PATHS.items()}
         overrides["batch_size"] = option.erran_batch_size
         overrides["threads"] = option.erran_threads
+        overrides["cache"] = False if option.erran_no_cache else None
         try:
             config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
             if config_path is None and not (overrides["model"] or overrides["predictions"]):
@@ -66,8 +67,8 @@ class ErranState:
 
         from .progress import ProgressLine
 
-        cache = getattr(self.config, "cache", None)
-        cache_dir = cache.mkdir("erran-predictions") if cache is not None else None
+        cache = getattr(self.config, "cache", None)  # None under -p no:cacheprovider
+        cache_dir = cache.mkdir("erran-predictions") if cache is not None and self.settings.cache else None
         progress = None if self.is_worker else ProgressLine.for_config(self.config)
         try:
             self.evaluation = evaluate(self.settings, cache_dir, adapters=self._adapters(),
@@ -118,7 +119,7 @@ class ErranState:
             pytest.skip("pytest-erran evaluates a predictions file: there is no model")
         from .inference.onnx_model import OnnxModel
 
-        return OnnxModel(self.settings.model)
+        return OnnxModel(self.settings.model, providers=self.settings.providers)
 
     def write_outputs(self) -> str | None:
         """The JSON report and, with --erran-save-baseline, the baseline. Returns a problem."""

@@ -91,3 +91,25 @@ def write_manifest(root: Path, rows: list[dict], name="dev.csv", image_size=(8, 
         writer.writeheader()
         writer.writerows(out)
     return manifest
+
+
+def noisy_image(path, seed, size=(12, 10)):
+    """A unique image (so that its content digest is its own) whose dominant channel is seed % 3."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+    pixels[..., seed % 3] += 150
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def write_dev_set(root, n=24, name="dev.csv", seeds=None):
+    seeds = list(range(n)) if seeds is None else seeds
+    with (root / name).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "image", "label"])
+        for seed in seeds:
+            image = f"images/{seed:03d}.png"
+            if not (root / image).exists():
+                noisy_image(root / image, seed)
+            writer.writerow([f"u{seed:03d}", image, CLASSES[seed % 3]])
+    return root / name

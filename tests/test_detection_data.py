@@ -333,3 +333,40 @@ def test_predictions_by_path_need_distinct_files(tmp_path):
                    "y2": 1}]).to_csv(path, index=False)
     with pytest.raises(ErranError, match="several dev images share the file 'a.png'"):
         read_detections(path, dataset.images, classes, dataset.all_ids, dataset.all_images)
+
+
+@pytest.mark.parametrize("twist", ["plain", "a '}, {' inside a string", "nested objects", "a bad entry"])
+def test_a_large_results_file_read_in_chunks_reads_as_a_whole(tmp_path, monkeypatch, twist):
+    """Chunked parsing (to bound memory) gives exactly the whole file's predictions, falls back
+    to a whole read when the text does not cut cleanly, and names a bad entry by its index."""
+    pytest.importorskip("orjson", reason="chunked reading needs orjson (pytest-erran[fast])")
+    from pytest_erran import tables
+    from pytest_erran.tasks.detection.predictions_file import read_detections
+
+    rng = np.random.default_rng(4)
+    images = pd.DataFrame({"id": [str(i) for i in range(1, 31)], "image": [f"{i}.png" for i in range(1, 31)]})
+    entries = [{"image_id": int(rng.integers(1, 31)), "category_id": int(rng.integers(1, 3)),
+                "bbox": [float(v) for v in rng.uniform(0, 50, 4)], "score": float(rng.random())}
+               for _ in range(400)]
+    if twist == "a '}, {' inside a string":
+        entries[150]["note"] = "a}, {b"
+    elif twist == "nested objects":
+        entries[200]["segmentation"] = [{"size": [4, 4], "counts": "abc"}, {"size": [4, 4], "counts": "d"}]
+    elif twist == "a bad entry":
+        entries[333]["score"] = "high"
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps(entries))
+    args = (images, ("tube", "fin"), set(images["id"]), set(images["image"]), [1, 2])
+    if twist == "a bad entry":
+        monkeypatch.setattr(tables, "JSON_CHUNK_BYTES", 1000)
+        with pytest.raises(ErranError, match=r"preds.json\[333\]: score 'high' is not a number"):
+            read_detections(path, *args)
+        return
+    whole = read_detections(path, *args)
+    monkeypatch.setattr(tables, "JSON_CHUNK_BYTES", 1000)  # about 10 entries a chunk
+    if twist == "plain":
+        assert sum(1 for _ in tables.json_list_chunks(path)) > 20
+    chunked = read_detections(path, *args)
+    for name in ("image", "label", "box", "score"):
+        np.testing.assert_array_equal(chunked[name], whole[name])
+    assert len(whole["score"]) == 400

@@ -6,12 +6,15 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .images import NATIVE, Preprocess, decode_into, decode_native
 from .onnx_model import OnnxModel
+
+if TYPE_CHECKING:
+    from .input_cache import InputRows
 
 SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
 
@@ -32,13 +35,14 @@ def default_threads() -> int:
 
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
-                batch_size: int, threads: int,
+                batch_size: int, threads: int, inputs: "InputRows | None" = None,
                 progress: Callable[[int, int], None] | None = None,
                 inspect: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
-    the number of images; decode threads fill the next batches while the model runs.
-    `progress(done, total)` is called after each batch the model has run; `inspect(i, image)`
-    sees each decoded image, in a decode thread."""
+    the number of images; decode threads fill the next batches while the model runs. With
+    `inputs` (the input cache), a cached row is copied instead of decoded, and a decoded one
+    stored. `progress(done, total)` is called after each batch the model has run;
+    `inspect(i, image)` sees each decoded image, in a decode thread."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -51,11 +55,17 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
 
     def decode(i: int, slot: int, row: int) -> None:
         look = None if inspect is None else (lambda image: inspect(i, image))
-        if prep.resize == NATIVE:  # a buffer of the image's own size (batches of one)
+        if prep.resize == NATIVE:  # a buffer of the image's own size (batches of one); not cached
             buffers[slot] = decode_native(paths[i], prep, sources[i], look)[None]
             sizes[slot][row] = buffers[slot].shape[2], buffers[slot].shape[1]
             return
-        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i], look)
+        out = buffers[slot][row]
+        size = inputs.get(i, out) if inputs is not None else None
+        if size is None:
+            size = decode_into(paths[i], out, prep, sources[i], look)
+            if inputs is not None:
+                inputs.put(i, out, size)
+        sizes[slot][row] = size
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
         pending: deque = deque()

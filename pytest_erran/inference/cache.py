@@ -23,11 +23,12 @@ def cache_key(**parts) -> str:
 
 
 def files_fingerprint(paths) -> str:
-    """Size and modification time of every image: a changed image must not reuse old predictions."""
+    """Size, modification and change time of every image: a changed image must not reuse old
+    predictions (the ctime, which no one can set, catches a `cp -p` that keeps size and mtime)."""
     digest = hashlib.sha256()
     for path in paths:
         stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
 

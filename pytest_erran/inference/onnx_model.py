@@ -5,21 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ErranError
 from .images import CENTER_CROP, LETTERBOX, NATIVE, STRETCH, Preprocess
+from .providers import checked_providers
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
 
 
 class OnnxModel:
-    def __init__(self, path: Path, intra_op_threads: int = 1):
+    def __init__(self, path: Path, intra_op_threads: int = 1, providers: Sequence[str] | None = None):
         if not path.is_file():
             raise ErranError(f"{path}: the model file does not exist; check --erran-model or `model`")
         import onnxruntime as ort
+
+        self.providers = checked_providers(providers, ort.get_available_providers())
 
         options = ort.SessionOptions()
         # Decoding needs the cores more than a small model does; spinning threads would steal them.
@@ -28,7 +32,7 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own pybind types for bad files
             reason = str(e).split(" failed:", 1)[-1].strip()  # drop "Load model from <path>"
             raise ErranError(f"{path}: not a loadable ONNX model ({reason}); point `model` at an "
@@ -105,7 +109,7 @@ class OnnxModel:
                                  f"{channels} channel(s)")
         return Preprocess(width=width, height=height, channels=channels, layout=layout, dtype=dtype,
                           resize=resize, scale=config.get("scale", 1 / 255), mean=mean, std=std,
-                          unbatched=self.unbatched)
+                          unbatched=self.unbatched, decode=config.get("decode", "exact"))
 
     @staticmethod
     def _image_input(shape: list, where: str) -> tuple[str, int, object, object]:

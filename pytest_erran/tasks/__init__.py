@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Protocol
 from ..vocabulary import TaskName
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config import Settings
+    from ..inference.batches import Batch
     from ..inference.cache import PredictionCache
+    from ..inference.engine import Engine
     from ..inference.exporters import Export
     from ..inference.onnx_model import OnnxModel
     from ..units import TaskResult
@@ -44,6 +48,15 @@ class Context:
     progress: Callable[[int, int], None] | None = None  # (images done, total) while the model runs
     inspect: Callable[[int, object], None] | None = None  # (image row, PIL image) as each is decoded
     export: "Export | None" = None  # what the model file says about its exporter (with a model)
+    engine: "Engine | None" = None  # runs the model over the images (local threads or Ray)
+
+    def batches(self, model: "OnnxModel", paths, sources, prep) -> "Iterator[Batch]":
+        """The model's outputs batch by batch, in image order, from whichever engine runs it."""
+        from ..inference.batches import default_threads
+        from ..inference.engine import Engine
+
+        engine = self.engine or Engine(self.settings.batch_size, self.settings.threads or default_threads())
+        return engine.batches(model, paths, sources, prep, self.progress, self.inspect)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ErranError
@@ -34,13 +35,11 @@ class Dataset:
 
 def check_labels(dataset: Dataset, classes: tuple[str, ...]) -> None:
     """Every true label must be a class: a typo would otherwise count as a miss."""
-    known = set(classes)
-    for label, source in zip(dataset.units["label"], dataset.units["_source"]):
-        if label not in known:
-            raise ErranError(
-                f"{source}: label '{label}' is not one of the classes {list(classes)}; "
-                "fix the label or add the class to `classes`"
-            )
+    unknown = np.flatnonzero(~dataset.units["label"].isin(list(classes)).to_numpy())
+    if len(unknown):
+        label, source = dataset.units["label"].iloc[unknown[0]], dataset.units["_source"].iloc[unknown[0]]
+        raise ErranError(f"{source}: label '{label}' is not one of the classes {list(classes)}; "
+                         "fix the label or add the class to `classes`")
 
 
 def file_sha256(path: Path) -> str:
@@ -83,9 +82,11 @@ def parse_tags(value) -> tuple[str, ...]:
 
 
 def check_images_exist(images: pd.DataFrame) -> None:
-    for path, source in zip(images["_path"], images["_source"]):
-        if not os.path.isfile(path):
-            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
+    missing = [path for path in dict.fromkeys(images["_path"]) if not os.path.isfile(path)]  # each file once
+    if missing:
+        row = int(np.flatnonzero((images["_path"] == missing[0]).to_numpy())[0])
+        raise ErranError(f"{images['_source'].iloc[row]}: image {missing[0]} does not exist; fix the path "
+                         "or remove the row")
 
 
 def is_metadata(column: pd.Series, reserved: set[str]) -> bool:

@@ -12,6 +12,16 @@ from ...tables import numbers, read_table
 from ..dataset import normalise
 
 
+class _Reordered:
+    """sources[order[i]], looked up only for an error."""
+
+    def __init__(self, sources: list[str], order: np.ndarray):
+        self.sources, self.order = sources, order
+
+    def __getitem__(self, i: int) -> str:
+        return self.sources[self.order[i]]
+
+
 def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all_images: set[str],
                         classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted label and score (None without a score column) per evaluated image, in order.
@@ -28,7 +38,11 @@ def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all
     known = all_ids if key == "id" else {normalise(p) for p in all_images}
     keys = table[key] if key == "id" else table[key].map(normalise)
     row_of: dict[str, int] = {}
-    for row, (value, source) in enumerate(zip(keys, sources)):
+    values = keys.tolist()
+    if not keys.duplicated().any() and keys.isin(list(known)).all():
+        row_of = dict(zip(values, range(len(values))))  # the usual file: no row to blame
+        values = []
+    for row, (value, source) in enumerate(zip(values, sources)):
         if value in row_of:
             raise ErranError(f"{source}: a second prediction for {key} '{value}' (first at "
                              f"{sources[row_of[value]]}); give exactly one per image")
@@ -53,6 +67,6 @@ def read_classification(path: Path, images: pd.DataFrame, all_ids: set[str], all
     scores = None
     if "score" in table.columns:
         # only the evaluated images' rows: rows of other splits are not read
-        scores = numbers(table["score"].iloc[order], [sources[i] for i in order],
+        scores = numbers(table["score"].iloc[order], _Reordered(sources, order),
                          "{source}: `score` must be a number")
     return labels, scores

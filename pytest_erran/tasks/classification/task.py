@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ErranError
-from ...inference.batches import default_threads, run_batches
 from ...inference.exporters import Export
 from ...inference.images import NATIVE
 from ...units import ClassScores, PrecisionCounts, TaskResult
@@ -43,9 +42,7 @@ def _with_model(context: Context) -> TaskResult:
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
-        threads = settings.threads or default_threads()
-        parts = [read(batch) for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
-                                                      context.progress, context.inspect)]
+        parts = [read(batch) for batch in context.batches(model, paths, sources, prep)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:

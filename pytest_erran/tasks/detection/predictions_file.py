@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ...tables import is_blank, numbers, read_json, read_table
+from ...tables import Unsplittable, is_blank, json_list_chunks, numbers, read_json, read_table
 from ..dataset import normalise
 from .boxes import BOX, coco_boxes
-from .coco import map_categories
+from .coco import all_have, column, map_categories
 
 
 def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
@@ -38,24 +38,61 @@ def read_detections(path: Path, images: pd.DataFrame, classes: tuple[str, ...],
 
 
 def _coco_results(path: Path, category_ids: list[int]):
-    """A list of {image_id, category_id, bbox [x, y, w, h], score}, as COCO's loadRes takes."""
-    entries = _read_json(path)
-    sources = [f"{path.name}[{i}]" for i in range(len(entries))]
-    for source, entry in zip(sources, entries):
-        if not isinstance(entry, dict):
-            raise ErranError(f"{source}: expected a JSON object, got {type(entry).__name__}")
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
-        if missing:
-            raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
-                             "image_id, category_id, bbox [x, y, width, height] and score")
+    """A list of {image_id, category_id, bbox [x, y, w, h], score}, as COCO's loadRes takes;
+    a large file is turned into columns chunk by chunk (tables.json_list_chunks)."""
     index_of = {category: i for i, category in enumerate(category_ids)}
-    label = map_categories([e["category_id"] for e in entries], index_of, sources,
+    chunks = json_list_chunks(path)
+    parts = []
+    if chunks is not None:
+        try:
+            offset = 0
+            for chunk in chunks:
+                parts.append(_result_columns(path, chunk, index_of, category_ids, offset))
+                offset += len(chunk)
+        except Unsplittable:
+            parts = []
+            chunks = None
+    if chunks is None:
+        parts = [_result_columns(path, _read_json(path), index_of, category_ids, 0)]
+    keys = pd.Series([k for part in parts for k in part[0]], dtype=object)
+    label, box, score = (np.concatenate([part[i] for part in parts]) for i in (1, 2, 3))
+    return keys, "image_id", label, box.reshape(-1, 4), score, Locations(path.name, len(keys))
+
+
+def _result_columns(path: Path, entries: list, index_of: dict, category_ids: list[int], offset: int):
+    """(image_id keys, class index, x1y1x2y2 boxes, scores) of entries[offset:] of the file."""
+    sources = Locations(path.name, len(entries), offset)
+    keys = ("image_id", "category_id", "bbox", "score")
+    if not all_have(entries, keys):
+        for source, entry in zip(sources, entries):  # the first culprit, found one entry at a time
+            if not isinstance(entry, dict):
+                raise ErranError(f"{source}: expected a JSON object, got {type(entry).__name__}")
+            missing = [k for k in keys if k not in entry]
+            if missing:
+                raise ErranError(f"{source}: no {', '.join(missing)}; every detection needs "
+                                 "image_id, category_id, bbox [x, y, width, height] and score")
+    label = map_categories(column(entries, "category_id"), index_of, sources,
                            f"is not a category of the dev set (ids {category_ids})")
-    box = coco_boxes([e["bbox"] for e in entries], sources.__getitem__, "COCO result")
-    score = numbers(pd.Series([e["score"] for e in entries], dtype=object), sources,
+    box = coco_boxes(column(entries, "bbox"), sources.__getitem__, "COCO result")
+    score = numbers(pd.Series(column(entries, "score"), dtype=object), sources,
                     "{source}: score {value!r} is not a number")
-    keys = pd.Series([str(e["image_id"]) for e in entries], dtype=object)
-    return keys, "image_id", label.to_numpy(np.int64), box, score, sources
+    image_ids = list(map(str, column(entries, "image_id")))
+    return image_ids, label.to_numpy(np.int64), box, score
+
+
+class Locations:
+    """"preds.json[7]" for entry 7, made only when an error needs it (150k entries are common)."""
+
+    def __init__(self, name: str, count: int, offset: int = 0):
+        self.name, self.count, self.offset = name, count, offset
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> str:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return f"{self.name}[{self.offset + int(i)}]"
 
 
 def _read_json(path: Path) -> list:

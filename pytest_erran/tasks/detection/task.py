@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ErranError
-from ...inference.batches import default_threads, run_batches
 from ...inference.exporters import Export
 from ...inference.images import NATIVE
 from ...units import BOX, Detections, Match, PrecisionCounts, TaskResult
@@ -63,11 +62,9 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     options = AdapterOptions(classes, input_size, floor, settings.nms_iou)
 
     def compute() -> dict[str, np.ndarray]:
-        threads = settings.threads or default_threads()
         return outputs.concat([
             outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
-            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
-                                     context.progress, context.inspect)])
+            for batch in context.batches(model, paths, sources, prep)])
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
     predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
