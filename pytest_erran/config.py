@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ErranError
+from .files import not_a_file
 from .locate import config_candidate
 from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
@@ -87,7 +88,7 @@ class Settings:
 def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
     """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
     if explicit is not None and not explicit.is_file():
-        raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
+        raise ErranError(f"--erran-config: {explicit} {not_a_file(explicit)}; give the path of an erran.toml")
     path = explicit or config_candidate(rootdir)
     if path is None:
         return None, {}
@@ -103,8 +104,12 @@ def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict
 
 def _read_toml(path: Path) -> dict:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8-sig"))  # a BOM, as Windows editors write, is fine
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ErranError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); TOML "
+                         "files are UTF-8: save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         # "Invalid value (at line 7, column 10)" -> "erran.toml line 7: not valid TOML (Invalid value, ...)"
         found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(e))

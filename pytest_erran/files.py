@@ -40,6 +40,11 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def not_a_file(path) -> str:
+    """Why `path` cannot be opened as a file, for a message: a folder is not "missing"."""
+    return "is a directory, not a file" if os.path.isdir(path) else "does not exist"
+
+
 def write_json(path: Path, document: dict) -> None:
     """Sorted and indented, so the file diffs well in review."""
     write_atomic(path, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

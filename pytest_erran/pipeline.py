@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ from .analysis.buckets import (
     bucket_names,
     build_buckets,
     check_references,
+    check_wheres,
     positive_mask,
 )
-from .analysis.gate import Verdict, judge
+from .analysis.gate import Verdict, as_run, judge
 from .analysis.results import BucketResult, bucket_results
 from .config import Settings
 from .errors import ErranError
@@ -60,6 +61,7 @@ class Evaluation:
     baseline: baseline_io.Baseline | None = None
     drift: dict | None = None  # shared / added / removed positives against the baseline
     timing: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one-line warnings (a cache that was skipped)
 
     def bucket(self, name: str) -> BucketResult:
         if name not in self.buckets:
@@ -75,6 +77,11 @@ class Evaluation:
         """Every requirement held: what exit status 0 means."""
         return all(verdict.passed for verdict in self.verdicts)
 
+    def as_run(self, outcomes: Mapping[str, str]) -> "Evaluation":
+        """This evaluation as a pytest run saw it: `outcomes` maps the id of each requirement
+        whose item ran to its pytest outcome; the others are marked not run (gate.as_run)."""
+        return replace(self, verdicts=[as_run(v, outcomes.get(v.id)) for v in self.verdicts])
+
     @property
     def data(self) -> dict:
         return {"path": portable_path(self.dataset.path, self.settings.rootdir), "sha256": self.dataset.sha256,
@@ -87,6 +94,9 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     """Evaluate `settings`; `adapters` are extra output adapters by name (`output = "<name>"`),
     `unit_columns` add columns to the units table before buckets are built."""
     started = time.perf_counter()
+    notes: list[str] = []
+    with _naming(settings):
+        check_wheres(settings.buckets)
     task = task_for(settings.task)
     model = OnnxModel(settings.model) if settings.predictions is None else None
     if settings.data is None:
@@ -100,7 +110,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     task.check(settings, dataset, classes)
     with _naming(settings):
         check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
-    _add_image_properties(settings, dataset, cache_dir)
+    _add_image_properties(settings, dataset, cache_dir, notes)
     _add_unit_columns(settings, dataset, unit_columns)
     buckets = _checked_buckets(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
@@ -111,7 +121,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
                 "sha256": model.sha256() if model is not None else file_sha256(source)}
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
-                            images["_path"].tolist())
+                            images["_path"].tolist(), notes)
     result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {})))
     finished = time.perf_counter()
 
@@ -125,10 +135,12 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         drift=_drift(results[ALL], baseline) if baseline else None,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
                 "images": len(dataset.images)},
+        notes=notes,
     )
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> None:
+def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None,
+                          notes: list[str]) -> None:
     """brightness, contrast and blur columns, measured only when a bucket's `where` uses them.
     They depend on the images alone, so they are cached apart from any model's predictions."""
     wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
@@ -144,7 +156,13 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
     def compute() -> dict[str, np.ndarray]:
         return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
 
-    values = cached_arrays(cache_dir, make_key, compute)[0]["values"]
+    def valid(arrays: dict[str, np.ndarray]) -> bool:  # blur is NaN for an image under 3x3 px
+        values = arrays.get("values")
+        return (arrays.keys() == {"values"} and values.dtype == np.float64
+                and values.shape == (len(images), len(properties.NAMES))
+                and bool(np.isfinite(values[:, :2]).all()) and not np.isinf(values[:, 2]).any())
+
+    values = cached_arrays(cache_dir, make_key, compute, valid=valid, notes=notes)[0]["values"]
     rows = dataset.units["_image_index"].to_numpy()
     for name in wanted:
         column = values[:, properties.NAMES.index(name)]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ErranError
+from .files import not_a_file
 
 
 def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
@@ -19,7 +20,7 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
     other columns become numbers where every non-empty value is one, so `where` can compare them.
     """
     if not path.is_file():
-        raise ErranError(f"{path}: no such file; check the path in the config or option")
+        raise ErranError(f"{path} {not_a_file(path)}; check the path in the config or option")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         frame = _read_csv(path)
@@ -129,7 +130,7 @@ def _maybe_numeric(column: pd.Series) -> pd.Series:
 def read_json(path: Path, what: str):
     """The JSON document at `path`; `what` says which setting names it, for a missing file."""
     if not path.is_file():
-        raise ErranError(f"{path}: no such file; check {what}")
+        raise ErranError(f"{path} {not_a_file(path)}; check {what}")
     try:
         with path.open(encoding="utf-8") as f:
             return json.load(f)
@@ -150,6 +151,11 @@ def numbers(values: pd.Series, sources: list[str], message: str, required=True) 
     """`values` as floats (NaN where blank). A finite number is needed in every non-blank cell,
     and in every cell where `required` (a bool or a mask) holds; the first cell that fails is an
     error: `message` formatted with its {source} and {value!r}."""
+    flags = values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool) \
+        if values.dtype == object or pd.api.types.is_bool_dtype(values) else np.zeros(len(values), bool)
+    if flags.any():  # JSON true is not the number 1
+        row = int(np.flatnonzero(flags)[0])
+        raise ErranError(message.format(source=sources[row], value=bool(values.iloc[row])))
     converted = pd.to_numeric(values, errors="coerce").to_numpy(float)
     blank = is_blank(values)
     bad = np.flatnonzero((~blank | required) & ~np.isfinite(converted))

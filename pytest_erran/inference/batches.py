@@ -12,6 +12,7 @@ import numpy as np
 
 from .images import Preprocess, decode_into
 from .onnx_model import OnnxModel
+from .run_failures import run_or_explain
 
 SLOTS = 3  # batch buffers: one being fed to the model, two being decoded ahead
 
@@ -71,7 +72,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
                 if next_number < len(starts):
                     submit(next_number)
                     next_number += 1
-                yield Batch(start, stop, model.run(x), image_sizes)
+                yield Batch(start, stop, run_or_explain(model, x, paths[start:stop], sources[start:stop]),
+                            image_sizes)
         finally:
             for _, _, _, futures in pending:
                 for future in futures:

@@ -13,12 +13,18 @@ from ..errors import ErranError
 from .images import Preprocess
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+RUN_MESSAGE_CHARS = 400  # onnxruntime's messages can run to several lines of node dumps
+
+
+class ModelRunFailed(Exception):
+    """onnxruntime raised while running the model: the message, on one line."""
 
 
 class OnnxModel:
     def __init__(self, path: Path, intra_op_threads: int = 1):
         if not path.is_file():
-            raise ErranError(f"{path}: the model file does not exist; check --erran-model or `model`")
+            what = "is a directory, not an .onnx file" if path.is_dir() else "does not exist"
+            raise ErranError(f"{path}: the model file {what}; check --erran-model or `model`")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -34,7 +40,13 @@ class OnnxModel:
             raise ErranError(f"{path}: not a loadable ONNX model ({reason}); point `model` at an "
                              ".onnx file exported from the model") from None
         self.path = path
-        self.input = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            names = ", ".join(f"'{i.name}' {list(i.shape)}" for i in inputs)
+            raise ErranError(f"{path}: the model takes {len(inputs)} inputs ({names}); pytest-erran "
+                             "feeds it one batch of images: export it with the image as its only "
+                             "input (fold the others into the graph as constants)")
+        self.input = inputs[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
@@ -101,10 +113,19 @@ class OnnxModel:
         batch size, and a short last batch is padded to it."""
         fixed = self.fixed_batch()
         if fixed is None or fixed == len(x):
-            return self.session.run(None, {self.input.name: x})
+            return self._run(x)
         pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)
-        outputs = self.session.run(None, {self.input.name: np.concatenate([x, pad])})
+        outputs = self._run(np.concatenate([x, pad]))
         return [o[:len(x)] for o in outputs]
+
+    def _run(self, x: np.ndarray) -> list:
+        try:
+            return self.session.run(None, {self.input.name: x})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no base but Exception
+            text = " ".join(str(e).split())
+            if len(text) > RUN_MESSAGE_CHARS:
+                text = text[:RUN_MESSAGE_CHARS] + " ..."
+            raise ModelRunFailed(text) from None
 
 
 def model_sha256(path: Path) -> str:

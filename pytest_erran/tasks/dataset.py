@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ErranError
+from ..files import not_a_file
 
 
 @dataclass
@@ -85,7 +86,7 @@ def parse_tags(value) -> tuple[str, ...]:
 def check_images_exist(images: pd.DataFrame) -> None:
     for path, source in zip(images["_path"], images["_source"]):
         if not os.path.isfile(path):
-            raise ErranError(f"{source}: image {path} does not exist; fix the path or remove the row")
+            raise ErranError(f"{source}: image {path} {not_a_file(path)}; fix the path or remove the row")
 
 
 def is_metadata(column: pd.Series, reserved: set[str]) -> bool:

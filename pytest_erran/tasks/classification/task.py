@@ -8,9 +8,11 @@ import numpy as np
 
 from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
+from ...inference.cache import arrays_like
 from ...units import ClassScores, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
+from ..broken_outputs import NonFinite, broken_model, check_finite
 from ..dataset import Dataset
 from . import outputs
 from .data import load_classification
@@ -51,15 +53,27 @@ def _with_model(context: Context) -> TaskResult:
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
-        parts = [outputs.interpret_output(read(batch), classes, where)
-                 for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)]
+        parts = []
+        for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads):
+            part = outputs.interpret_output(read(batch), classes, where)
+            try:
+                check_finite(part.scores, "scores")
+            except NonFinite as e:
+                raise broken_model(where, e, images, batch.start) from None
+            parts.append(part)
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:
             arrays["scores"] = joined.scores
         return arrays
 
-    arrays, from_cache = context.cache.arrays(compute, prep=prep.key(), output=output, classes=classes)
+    def valid(arrays: dict[str, np.ndarray]) -> bool:
+        n, c = len(paths), len(classes)
+        return arrays_like(arrays, {"index": ("int64", (n,)), "scores": ("float32", (n, c))},
+                           optional=("scores",)) and bool(((arrays["index"] >= 0) & (arrays["index"] < c)).all())
+
+    arrays, from_cache = context.cache.arrays(compute, valid=valid, prep=prep.key(), output=output,
+                                              classes=classes)
     scores = arrays.get("scores")
     prediction = ClassScores(arrays["index"], None if scores is None else outputs.as_probabilities(scores))
     names, top = outputs.predicted_labels(prediction, classes, settings.class_thresholds, settings.negative)

@@ -19,7 +19,12 @@ COCO_OBJECT_KEYS = {"image_id", "category_id", "bbox", "iscrowd", "attributes"} 
 
 
 def map_categories(categories: list, mapping: dict, sources: list[str], problem: str) -> pd.Series:
-    """category_id of each record through `mapping`; one not in it is an error naming its record."""
+    """category_id of each record through `mapping`; one not in it is an error naming its record.
+    A boolean is refused: JSON `true` would otherwise equal category 1."""
+    flag = next((i for i, c in enumerate(categories) if isinstance(c, bool)), None)
+    if flag is not None:
+        raise ErranError(f"{sources[flag]}: category_id {str(categories[flag]).lower()} is a boolean; "
+                         "give the category's integer id")
     mapped = pd.Series(categories, dtype=object).map(mapping)
     unknown = np.flatnonzero(mapped.isna().to_numpy())
     if len(unknown):

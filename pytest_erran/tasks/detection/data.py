@@ -39,6 +39,9 @@ def load_detection(path: Path, split: str) -> DetectionDataset:
 
     Classes: COCO category names by category id; for a table, its sorted non-empty labels.
     """
+    if path.is_dir():
+        raise ErranError(f"{path}: is a directory; a detection dev set is a COCO JSON (.json) or an "
+                         "object table (.csv, .jsonl, .parquet): point `data` at the file")
     if path.suffix.lower() == ".json":
         images, objects, classes, category_ids = read_coco(path)
     else:

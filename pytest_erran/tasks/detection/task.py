@@ -7,9 +7,11 @@ import pandas as pd
 
 from ...errors import ErranError
 from ...inference.batches import default_threads, run_batches
+from ...inference.cache import arrays_like
 from ...units import BOX, Detections, Match, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
+from ..broken_outputs import NonFinite, broken_model
 from . import outputs
 from .data import DetectionDataset, load_detection
 from .matching import match_detections, per_class_counts
@@ -57,13 +59,27 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
 
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
-        return outputs.concat([
-            outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
-            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
+        chunks = []
+        for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads):
+            try:
+                chunks.append(outputs.decode_batch(name, adapter, batch, model.output_names, prep, options,
+                                                   str(settings.model)))
+            except NonFinite as e:
+                raise broken_model(f"{settings.model}: output adapter '{name}'", e, images,
+                                   batch.start) from None
+        return outputs.concat(chunks)
+
+    def valid(arrays: dict[str, np.ndarray]) -> bool:
+        if not arrays_like(arrays, {"image": ("int64", (None,)), "label": ("int64", (None,)),
+                                    "box": ("float32", (None, 4)), "score": ("float32", (None,))}):
+            return False
+        image, label = arrays["image"], arrays["label"]
+        return (len({len(a) for a in arrays.values()}) == 1 and bool(((image >= 0) & (image < len(paths))).all())
+                and bool(((label >= 0) & (label < len(classes))).all()))
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
-    predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
-                                                   nms_iou=settings.nms_iou, classes=classes)
+    predictions, from_cache = context.cache.arrays(compute, valid=valid, prep=prep.key(), adapter=identity,
+                                                   floor=floor, nms_iou=settings.nms_iou, classes=classes)
     return predictions, 0 if from_cache else len(paths)
 
 
