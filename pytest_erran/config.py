@@ -16,6 +16,9 @@ from .locate import config_candidate
 from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
+# Pillow's own hard limit (twice the 89,478,485 pixels it warns above): nothing Pillow decodes
+# is refused by default, and the answer is the same whatever the warning filters.
+MAX_IMAGE_PIXELS = 178_956_970
 PATH_KEYS = ("model", "data", "predictions", "report", "baseline")
 
 
@@ -68,6 +71,8 @@ class Settings:
     iou_threshold: float = 0.5
     nms_iou: float = 0.7
     preprocess: dict = field(default_factory=dict)
+    exif: str = "apply"  # or "ignore": whether images are turned upright by their EXIF orientation
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # bigger images are refused (0: no limit)
     class_thresholds: dict = field(default_factory=dict)
     buckets: tuple[BucketSpec, ...] = ()
     requirements: tuple[Requirement, ...] = ()

@@ -38,6 +38,7 @@ from .inference.cache import (
     files_fingerprint,
 )
 from .inference.onnx_model import OnnxModel
+from .inference.pixel_limit import pixel_limit
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
 from .units import ClassScores, Detections
@@ -93,6 +94,12 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
              unit_columns: Sequence[UnitColumns] = ()) -> Evaluation:
     """Evaluate `settings`; `adapters` are extra output adapters by name (`output = "<name>"`),
     `unit_columns` add columns to the units table before buckets are built."""
+    with pixel_limit(settings.max_image_pixels):  # one answer whatever the warning filters
+        return _evaluate(settings, cache_dir, adapters, unit_columns)
+
+
+def _evaluate(settings: Settings, cache_dir: Path | None, adapters: Mapping[str, Callable] | None,
+              unit_columns: Sequence[UnitColumns]) -> Evaluation:
     started = time.perf_counter()
     notes: list[str] = []
     with _naming(settings):
@@ -151,10 +158,11 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
 
     def make_key() -> str:
         return cache_key(kind="properties", data=dataset.sha256, ids=images["id"].tolist(),
-                         files=files_fingerprint(paths))
+                         files=files_fingerprint(paths), exif=settings.exif)
 
     def compute() -> dict[str, np.ndarray]:
-        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
+        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads(),
+                                                 settings.exif)}
 
     def valid(arrays: dict[str, np.ndarray]) -> bool:  # blur is NaN for an image under 3x3 px
         values = arrays.get("values")
@@ -163,6 +171,13 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
                 and bool(np.isfinite(values[:, :2]).all()) and not np.isinf(values[:, 2]).any())
 
     values = cached_arrays(cache_dir, make_key, compute, valid=valid, notes=notes)[0]["values"]
+    if "blur" in wanted:  # NaN would silently leave the image out of every blur bucket
+        tiny = np.flatnonzero(np.isnan(values[:, properties.NAMES.index("blur")]))
+        if len(tiny):
+            row = tiny[0]
+            raise ErranError(f"{sources[row]}: image {paths[row]} is too small to measure `blur`, "
+                             "which needs at least 3 x 3 pixels (after the longer side is scaled "
+                             "down to 128); a `where` uses blur: remove the image, or the blur bucket")
     rows = dataset.units["_image_index"].to_numpy()
     for name in wanted:
         column = values[:, properties.NAMES.index(name)]
@@ -229,9 +244,11 @@ def _classes(settings: Settings, model: OnnxModel | None, dataset: Dataset) -> t
         return from_model
     if dataset.classes:
         return dataset.classes
-    if model is not None:
+    if model is not None:  # never guessed (the labels' alphabetical order): it would mislabel
+        example = ", ".join(f'"{label}"' for label in sorted(dataset.labels)[:3])
         raise ErranError(f"{settings.model}: no `classes` in the config and none in the model's "
-                         "metadata; list them in the config: classes = [\"ok\", \"scratch\", ...]")
+                         "metadata, so which output is which class is unknown; list them in the "
+                         f"model's output order in the config: classes = [{example}, ...]")
     return tuple(sorted(dataset.labels))
 
 

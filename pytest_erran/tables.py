@@ -45,7 +45,11 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # pandas renames a repeated column "label.1", which nothing then reads: refuse it
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+        _check_names(header.tolist(), f"{path} line 1", "column")
+        return frame
     except pd.errors.EmptyDataError:
         raise ErranError(f"{path}: the file is empty; it needs a header row") from None
     except UnicodeDecodeError:
@@ -53,6 +57,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
                          "save the file as UTF-8") from None
     except pd.errors.ParserError as e:
         raise ErranError(f"{path}: not a readable CSV: {str(e).strip()}") from None
+
+
+def _check_names(names: list, where: str, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ErranError(f"{where}: the {what} '{name}' appears twice, and only one of them "
+                             f"would be read: keep one {what} of each name")
+        seen.add(name)
+
+
+def _unique_keys(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: a key given twice is an error (json keeps the last)."""
+    _check_names([key for key, _ in pairs], "", "key")
+    return dict(pairs)
 
 
 def _first_non_utf8_line(path: Path) -> int:
@@ -76,10 +95,12 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as e:
                 raise ErranError(f"{path} line {number}: not valid JSON ({e.msg}, column {e.colno}); "
                                  "write one JSON object per line") from None
+            except ErranError as e:
+                raise ErranError(f"{path} line {number}{e}") from None
             if not isinstance(record, dict):
                 raise ErranError(f"{path} line {number}: each line must be a JSON object")
             records.append(record)

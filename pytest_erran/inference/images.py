@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,12 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ErranError
 
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+EXIF_MODES = ("apply", "ignore")
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class Preprocess:
     scale: float = 1 / 255
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    exif: str = "apply"  # "apply": rotate by the EXIF orientation first; "ignore": pixels as stored
 
     def key(self) -> str:
         """Identifies the preprocessing in the prediction cache key."""
@@ -63,20 +71,67 @@ class Preprocess:
 
 
 @contextmanager
-def open_image(path: str, source: str):
-    """The image at `path`; any failure to read it, then or while decoding it in the `with`
-    block, is an error naming it and its row: never an image skipped silently."""
+def open_image(path: str, source: str, exif: str = "apply"):
+    """The image at `path`, upright by its EXIF orientation when `exif` is "apply"; any failure
+    to read it, then or while decoding it in the `with` block, is an error naming it and its
+    row: never an image skipped silently."""
     try:
         with Image.open(path) as image:
-            yield eight_bit(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+            turn = UPRIGHT.get(orientation(image)) if exif == "apply" else None
+            image = eight_bit(image)
+            yield image.transpose(turn) if turn is not None else image
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # PIL's "cannot identify image file '<path>'" would name the path a second time
         reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
+        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            reason = _too_many_pixels(e)
         if Path(source).resolve() == Path(path):  # an ImageFolder image is its own source
             raise ErranError(f"{source}: cannot read the image: {reason}; fix, replace or remove "
                              "the file") from None
         raise ErranError(f"{source}: cannot read image {path}: {reason}; fix or replace the file, "
                          "or remove its row") from None
+
+
+def orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation (1 = upright; 2-8 flip and/or turn it), read from its header."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is not worth failing the image for
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def image_size(path: str, source: str, exif: str = "apply") -> tuple[int, int]:
+    """(width, height) of the image as it is decoded (turned by its EXIF orientation when
+    `exif` is "apply"), read from its header alone."""
+    with open_image_header(path, source) as image:
+        width, height = image.size
+        if exif == "apply" and orientation(image) in (5, 6, 7, 8):  # a quarter turn
+            width, height = height, width
+        return width, height
+
+
+@contextmanager
+def open_image_header(path: str, source: str):
+    """The image at `path`, opened (its header read) but not decoded."""
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
+        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            reason = _too_many_pixels(e)
+        raise ErranError(f"{source}: cannot read the size of {path}: {reason}; fix or replace the "
+                         "file") from None
+
+
+def _too_many_pixels(error: Exception) -> str:
+    """Pillow's decompression-bomb message, said in terms of the setting that decides it."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    limit = Image.MAX_IMAGE_PIXELS
+    return (f"{pixels}, more than max_image_pixels = {limit} (a guard against decompression "
+            "bombs); if the image is genuine, raise max_image_pixels in the config (0: no limit)")
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
@@ -93,7 +148,7 @@ def eight_bit(image: Image.Image) -> Image.Image:
 def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
     (width, height)."""
-    with open_image(path, source) as image:
+    with open_image(path, source, prep.exif) as image:
         image = image.convert("L" if prep.channels == 1 else "RGB")
         size = image.size
         target = (prep.width, prep.height)

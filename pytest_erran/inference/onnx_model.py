@@ -75,8 +75,9 @@ class OnnxModel:
                              f"{self.output_names}")
         return self.output_names.index(name)
 
-    def preprocess(self, config: dict) -> Preprocess:
-        """Read layout, size and dtype from the model's input; mean/std/size from the config."""
+    def preprocess(self, config: dict, exif: str = "apply") -> Preprocess:
+        """Read layout, size and dtype from the model's input; mean/std/size from the config;
+        `exif` (the config's key of that name) says whether images are turned upright first."""
         shape = list(self.input.shape)
         where = f"{self.path}: input '{self.input.name}' {shape}"
         if len(shape) != 4:
@@ -102,7 +103,7 @@ class OnnxModel:
         return Preprocess(width=width, height=height, channels=channels,
                           layout="NHWC" if nhwc else "NCHW", dtype=dtype,
                           resize=config.get("resize", "stretch"), scale=config.get("scale", 1 / 255),
-                          mean=mean, std=std)
+                          mean=mean, std=std, exif=exif)
 
     def fixed_batch(self) -> int | None:
         batch = self.input.shape[0]

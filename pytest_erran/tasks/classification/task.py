@@ -36,7 +36,7 @@ class ClassificationTask:
 
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
-    prep = model.preprocess(settings.preprocess)
+    prep = model.preprocess(settings.preprocess, settings.exif)
     adapter = context.adapters.get(settings.output)  # a project's own, registered by a hook
     if adapter is not None:
         where = f"{settings.model}: output adapter '{settings.output}'"

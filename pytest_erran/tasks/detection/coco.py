@@ -90,6 +90,11 @@ def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict
     labels = map_categories([r["category_id"] for r in records], name_of, sources,
                             f"is not in 'categories' (ids {sorted(name_of)}); fix it or add the category")
     boxes = coco_boxes([r["bbox"] for r in records], sources.__getitem__, "COCO")
+    flat = np.flatnonzero((boxes[:, 2] == boxes[:, 0]) | (boxes[:, 3] == boxes[:, 1]))
+    if len(flat):  # no prediction can reach IoU 0.5 with it: a permanent miss
+        row = flat[0]
+        raise ErranError(f"{sources[row]}: bbox {records[row]['bbox']!r} has zero width or height; "
+                         "give the object's [x, y, width, height]")
     core = pd.DataFrame({
         "id": ids, "image_id": image_ids, "label": labels.astype(object),
         **{name: boxes[:, k] for k, name in enumerate(BOX)},

@@ -25,7 +25,7 @@ class DetectionTask:
         if settings.negative is not None:
             raise ErranError("`negative` is for classification: in detection every ground-truth "
                              "object is a defect; remove it")
-        return load_detection(settings.data, settings.split)
+        return load_detection(settings.data, settings.split, settings.exif, settings.threads)
 
     def check(self, settings, dataset: DetectionDataset, classes: tuple[str, ...]) -> None:
         unknown = sorted(set(dataset.crowd["label"]) - set(classes))
@@ -48,7 +48,7 @@ def score_thresholds(settings, classes: tuple[str, ...]) -> np.ndarray:
 
 def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
-    prep = model.preprocess(settings.preprocess)
+    prep = model.preprocess(settings.preprocess, settings.exif)
     name = outputs.choose_adapter(settings.output, model, context.adapters)
     adapter = outputs.ADAPTERS[name] if name in outputs.ADAPTERS else context.adapters[name]
     images = dataset.images
