@@ -137,8 +137,8 @@ def _as_text(column: pd.Series) -> pd.Series:
 def _maybe_numeric(column: pd.Series) -> pd.Series:
     """Numbers when every non-empty value is one (vectorised: manifests have 100k rows)."""
     blank = pd.Series(is_blank(column), index=column.index)
-    if blank.all():
-        return column
+    if blank.all() or column.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+        return column  # JSON true mixed with numbers is not the number 1
     try:
         converted = pd.to_numeric(column.where(~blank), errors="coerce")
     except TypeError:  # lists or dicts (JSONL) stay as they are

@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries carry their own key
+KEY = "_key"  # the array in each entry holding the key it was stored under
 
 
 def cache_key(**parts) -> str:
@@ -67,13 +68,13 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
     with handle:
         _lock(handle)
         target = directory / f"{key}.npz"
-        stored = _load(target, valid)
+        stored = _load(target, key, valid)
         if stored is not None:
             return stored, True
         arrays = compute()
         temp = directory / f".{key}.{os.getpid()}.npz"
         try:  # a reader sees the old entry or the whole new one: a rename is atomic
-            np.savez(temp, **arrays)
+            np.savez(temp, **arrays, **{KEY: np.array(key)})
             os.replace(temp, target)
         except OSError as e:
             with contextlib.suppress(OSError):
@@ -82,13 +83,14 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
         return arrays, False
 
 
-def _load(target: Path, valid) -> dict[str, np.ndarray] | None:
+def _load(target: Path, key: str, valid) -> dict[str, np.ndarray] | None:
     if not target.exists():
         return None
     try:
         with np.load(target, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
-        if valid is None or valid(arrays):
+        own = arrays.pop(KEY, None)  # an entry copied from another key is not this one
+        if own is not None and own.shape == () and str(own) == key and (valid is None or valid(arrays)):
             return arrays
     except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is recomputed
         pass

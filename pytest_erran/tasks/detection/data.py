@@ -20,7 +20,7 @@ import pandas as pd
 
 from ...errors import ErranError
 from ...inference.batches import default_threads
-from ...inference.images import image_size
+from ...inference.images import image_size, open_image_header, orientation
 from ...tables import numbers
 from ..dataset import Dataset, check_images_exist, file_sha256, select_split
 from .boxes import BOX, CROWD_COLUMNS
@@ -88,12 +88,16 @@ def _fill_sizes(images: pd.DataFrame, exif: str, threads: int) -> None:
             row = wrong[0]
             width, height = actual[row]
             turned = (" (turned upright by its EXIF orientation; exif = \"ignore\" reads the pixels as "
-                      "stored)" if exif == "apply" and (declared["width"][row], declared["height"][row])
-                      == (height, width) else "")
+                      "stored)" if exif == "apply" and _quarter_turned(paths[row], sources[row]) else "")
             raise ErranError(f"{sources[row]}: {column} = {given[row]:g}, but {images['image'][row]} is "
                              f"{width:g} x {height:g} pixels{turned}; fix width and height, or leave "
                              "them out to have them read from the image")
         images[column] = actual[:, k]
+
+
+def _quarter_turned(path: str, source: str) -> bool:
+    with open_image_header(path, source) as image:
+        return orientation(image) in (5, 6, 7, 8)
 
 
 def _units(images: pd.DataFrame, objects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
