@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..files import remove_dead_temps
+
 CACHE_VERSION = 2  # 2: entries carry their own key
 KEY = "_key"  # the array in each entry holding the key it was stored under
 
@@ -72,6 +74,7 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
         if stored is not None:
             return stored, True
         arrays = compute()
+        remove_dead_temps(directory, f".{key}.", ".npz")  # a killed run's half-written entry
         temp = directory / f".{key}.{os.getpid()}.npz"
         try:  # a reader sees the old entry or the whole new one: a rename is atomic
             np.savez(temp, **arrays, **{KEY: np.array(key)})
