@@ -419,6 +419,7 @@ def test_xdist_without_the_cache_provider_runs_the_model_once(good):
     """)
     result = good.run("-p", "no:cacheprovider", "-n", "2")
     result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["scratch * passed"])  # the workers' outcome reached the controller
     runs = (good.path / "runs.txt").read_text().split()
     assert len(runs) == 3 and len(set(runs)) == 1  # 12 images in batches of 4, by one process
     assert not (good.path / ".pytest_cache").exists()
