@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ErranError
+from .image_headers import header_size
 
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
 EXIF_ORIENTATION = 0x0112
@@ -94,6 +95,8 @@ def open_image(path: str, source: str, exif: str = "apply"):
 
 def orientation(image: Image.Image) -> int:
     """The image's EXIF orientation (1 = upright; 2-8 flip and/or turn it), read from its header."""
+    if image.format == "PNG" and not {"exif", "XML:com.adobe.xmp", "Raw profile type exif"} & image.info.keys():
+        return 1  # PIL's PNG getexif() would decode every pixel to look for an eXIf chunk at the end
     try:
         value = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # noqa: BLE001 - a damaged EXIF block is not worth failing the image for
@@ -103,12 +106,21 @@ def orientation(image: Image.Image) -> int:
 
 def image_size(path: str, source: str, exif: str = "apply") -> tuple[int, int]:
     """(width, height) of the image as it is decoded (turned by its EXIF orientation when
-    `exif` is "apply"), read from its header alone."""
-    with open_image_header(path, source) as image:
-        width, height = image.size
-        if exif == "apply" and orientation(image) in (5, 6, 7, 8):  # a quarter turn
-            width, height = height, width
-        return width, height
+    `exif` is "apply"), read from its header alone: its first bytes for PNG and JPEG
+    (image_headers.py), else PIL. Refused, as PIL refuses, above Image.MAX_IMAGE_PIXELS."""
+    found = header_size(path)
+    if found is None:
+        with open_image_header(path, source) as image:
+            (width, height), turn = image.size, orientation(image)
+    else:
+        width, height, turn = found
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise ErranError(f"{source}: cannot read the size of {path}: {_too_many(width * height)}; "
+                             "fix or replace the file")
+    if exif == "apply" and turn in (5, 6, 7, 8):  # a quarter turn
+        width, height = height, width
+    return width, height
 
 
 @contextmanager
@@ -128,10 +140,14 @@ def open_image_header(path: str, source: str):
 def _too_many_pixels(error: Exception) -> str:
     """Pillow's decompression-bomb message, said in terms of the setting that decides it."""
     found = re.search(r"\((\d+) pixels\)", str(error))
-    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-    limit = Image.MAX_IMAGE_PIXELS
-    return (f"{pixels}, more than max_image_pixels = {limit} (a guard against decompression "
-            "bombs); if the image is genuine, raise max_image_pixels in the config (0: no limit)")
+    return _too_many(int(found.group(1)) if found else None)
+
+
+def _too_many(pixels: int | None) -> str:
+    shown = f"{pixels:,} pixels" if pixels is not None else "too many pixels"
+    return (f"{shown}, more than max_image_pixels = {Image.MAX_IMAGE_PIXELS} (a guard against "
+            "decompression bombs); if the image is genuine, raise max_image_pixels in the config "
+            "(0: no limit)")
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
