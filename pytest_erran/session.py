@@ -187,15 +187,16 @@ class ErranState:
 
         report = self.settings.report
         try:
-            if report is not None:
-                write_json(report, report_document(self.as_run()))
-                self.report_path = report
-            if self.config.option.erran_save_baseline:
+            if self.config.option.erran_save_baseline:  # first: if it fails, so does the run
                 path = self.settings.baseline_path
                 save_evaluation(path, self.evaluation)
                 self.saved_baseline = path
+            if report is not None:
+                write_json(report, report_document(self.as_run()))
+                self.report_path = report
         except OSError as e:
             self.problems.append(f"erran: cannot write {e.filename}: {e.strerror}")
+            _replace_report(report, self.problems[-1].removeprefix("erran: "))
             return self.problems[-1]
         return None
 

@@ -338,6 +338,14 @@ def test_a_run_that_stops_replaces_the_last_report_with_an_error_report(good):
     assert "requirements" not in report and "buckets" not in report
     jsonschema.validate(report, load_schema("report.schema.json"))
 
+    # a baseline that cannot be written fails the run, and the report says so
+    (good.path / "images" / "0003.png").unlink()
+    paint(good.path / "images" / "0003.png", "ok")
+    result = good.run("--erran-save-baseline", "--erran-baseline=dev.csv/baseline.json")  # under a file
+    assert result.ret == 4
+    result.stdout.fnmatch_lines([f"erran: cannot write {good.path / 'dev.csv' / 'baseline.json'}: *"])
+    assert report_of(good)["error"].startswith(f"cannot write {good.path / 'dev.csv' / 'baseline.json'}: ")
+
     # a config that does not validate still names its report
     good.config('report = "report.json"\nbatch_size = 0\n' + GATE)
     (good.path / "report.json").write_text('{"stale": true}')

@@ -20,6 +20,8 @@ UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 EXIF_MODES = ("apply", "ignore")
+# Where PIL finds an orientation (a TIFF keeps it among its own tags instead)
+ORIENTATION_SOURCES = {"exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"}
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def open_image(path: str, source: str, exif: str = "apply"):
 
 def orientation(image: Image.Image) -> int:
     """The image's EXIF orientation (1 = upright; 2-8 flip and/or turn it), read from its header."""
-    if image.format == "PNG" and not {"exif", "XML:com.adobe.xmp", "Raw profile type exif"} & image.info.keys():
-        return 1  # PIL's PNG getexif() would decode every pixel to look for an eXIf chunk at the end
+    if image.format != "TIFF" and not ORIENTATION_SOURCES & image.info.keys():
+        return 1  # cheap: PIL's getexif() costs ~80 us, and for a PNG decodes every pixel
     try:
         value = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # noqa: BLE001 - a damaged EXIF block is not worth failing the image for
