@@ -137,7 +137,7 @@ def _as_text(column: pd.Series) -> pd.Series:
 def _maybe_numeric(column: pd.Series) -> pd.Series:
     """Numbers when every non-empty value is one (vectorised: manifests have 100k rows)."""
     blank = pd.Series(is_blank(column), index=column.index)
-    if blank.all() or column.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+    if blank.all() or _has_booleans(column):
         return column  # JSON true mixed with numbers is not the number 1
     try:
         converted = pd.to_numeric(column.where(~blank), errors="coerce")
@@ -146,6 +146,17 @@ def _maybe_numeric(column: pd.Series) -> pd.Series:
     if converted[~blank].isna().any():
         return column
     return converted
+
+
+def _has_booleans(values: pd.Series) -> bool:
+    """Whether a cell is a boolean; the scan is pandas' own (in C), so text columns cost nothing."""
+    if pd.api.types.is_bool_dtype(values):
+        return len(values) > 0
+    if values.dtype != object:
+        return False
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind == "boolean" or (kind.startswith("mixed") and kind != "mixed-integer-float"
+                                 and values.map(lambda v: isinstance(v, (bool, np.bool_))).any())
 
 
 def read_json(path: Path, what: str):
@@ -172,10 +183,8 @@ def numbers(values: pd.Series, sources: list[str], message: str, required=True) 
     """`values` as floats (NaN where blank). A finite number is needed in every non-blank cell,
     and in every cell where `required` (a bool or a mask) holds; the first cell that fails is an
     error: `message` formatted with its {source} and {value!r}."""
-    flags = values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool) \
-        if values.dtype == object or pd.api.types.is_bool_dtype(values) else np.zeros(len(values), bool)
-    if flags.any():  # JSON true is not the number 1
-        row = int(np.flatnonzero(flags)[0])
+    if _has_booleans(values):  # JSON true is not the number 1
+        row = int(np.flatnonzero(values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool))[0])
         raise ErranError(message.format(source=sources[row], value=bool(values.iloc[row])))
     converted = pd.to_numeric(values, errors="coerce").to_numpy(float)
     blank = is_blank(values)

@@ -24,14 +24,15 @@ def run_or_explain(model: OnnxModel, x: np.ndarray, paths: Sequence[str], source
     except ModelRunFailed as failed:
         batch_error = failed
     if len(x) > 1:
+        shown = ", ".join(paths[:SHOWN_IMAGES]) + (" ..." if len(paths) > SHOWN_IMAGES else "")
         for i in range(len(x)):
             try:
                 model.run(x[i:i + 1])
             except ModelRunFailed as alone:
-                raise ErranError(f"{model.path}: onnxruntime failed on image {paths[i]} ({sources[i]}): "
-                                 f"{alone}; fix the model, or the image (remove its row if it does "
-                                 "not belong in the dev set)") from None
-        shown = ", ".join(paths[:SHOWN_IMAGES]) + (" ..." if len(paths) > SHOWN_IMAGES else "")
+                raise ErranError(f"{model.path}: onnxruntime failed on image {paths[i]} ({sources[i]}), "
+                                 f"found by running its batch of {len(x)} ({shown}) one image at a "
+                                 f"time: {alone}; fix the model, or the image (remove its row if it "
+                                 "does not belong in the dev set)") from None
         raise ErranError(f"{model.path}: onnxruntime failed on a batch of {len(x)} images ({shown}) "
                          f"that each run alone: {batch_error}; the model does not take batches of "
                          f"{len(x)}: set batch_size = 1 in the config (or --erran-batch-size 1), or "
