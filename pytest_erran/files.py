@@ -49,6 +49,8 @@ def remove_dead_temps(folder: Path, prefix: str, suffix: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: keep every temp file
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
