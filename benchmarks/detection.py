@@ -40,11 +40,11 @@ def make_scene(root: Path, n_images: int, per_image: int, seed: int = 0):
     object: jittered copies of the truth, some with the wrong class, random scores."""
     rng = np.random.default_rng(seed)
     tiny = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(tiny, format="PNG")
+    Image.new("RGB", (640, 480)).save(tiny, format="PNG")  # the size the dev set declares
     (root / "images").mkdir()
     images = []
     for i in range(n_images):
-        (root / "images" / f"{i}.png").write_bytes(tiny.getvalue())  # the loader checks each exists
+        (root / "images" / f"{i}.png").write_bytes(tiny.getvalue())  # the loader reads each header
         images.append({"id": i + 1, "file_name": f"images/{i}.png", "width": 640, "height": 480})
     n = n_images * per_image
     xy = rng.uniform(0, 440, (n, 2))

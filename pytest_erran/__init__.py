@@ -13,6 +13,7 @@ _LAZY = {
     "Settings": ("config", "Settings"),
     "AdapterOptions": ("tasks", "AdapterOptions"),
     "ErranError": ("errors", "ErranError"),
+    "ErranWarning": ("errors", "ErranWarning"),
 }
 
 

@@ -77,5 +77,6 @@ def evaluate(config: str | Path | Mapping | Settings | None = None, *, rootdir: 
     if not settings.active:
         raise ErranError(f"{settings.source}: nothing to evaluate; give model= (an ONNX model) or "
                          "predictions= (a predictions file)")
-    return run_pipeline(settings, Path(cache_dir) if cache_dir is not None else None,
+    cached = cache_dir is not None and settings.cache  # cache = false turns every cache off
+    return run_pipeline(settings, Path(cache_dir) if cached else None,
                         adapters=adapters, unit_columns=unit_columns, progress=progress)

@@ -11,11 +11,15 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ErranError
+from .files import not_a_file
 from .locate import config_candidate
 from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
 DEFAULT_CACHE_MAX_MB = 2048
+# Pillow's own hard limit (twice the 89,478,485 pixels it warns above): nothing Pillow decodes
+# is refused by default, and the answer is the same whatever the warning filters.
+MAX_IMAGE_PIXELS = 178_956_970
 PATH_KEYS = ("model", "data", "predictions", "report", "baseline", "html", "markdown")
 
 
@@ -68,6 +72,8 @@ class Settings:
     iou_threshold: float = 0.5
     nms_iou: float = 0.7
     preprocess: dict = field(default_factory=dict)
+    exif: str = "apply"  # or "ignore": whether images are turned upright by their EXIF orientation
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # bigger images are refused (0: no limit)
     # Speed (docs/performance.md): caches, the engine that runs the model, onnxruntime providers.
     cache: bool = True  # --erran-no-cache: no prediction, property or input cache
     cache_max_mb: int = DEFAULT_CACHE_MAX_MB  # the input cache's bound
@@ -98,7 +104,7 @@ class Settings:
 def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict]:
     """The raw config table and its file: --erran-config, else erran.toml, else [tool.erran]."""
     if explicit is not None and not explicit.is_file():
-        raise ErranError(f"--erran-config: {explicit} does not exist; give the path of an erran.toml")
+        raise ErranError(f"--erran-config: {explicit} {not_a_file(explicit)}; give the path of an erran.toml")
     path = explicit or config_candidate(rootdir)
     if path is None:
         return None, {}
@@ -114,8 +120,12 @@ def find_config(rootdir: Path, explicit: Path | None) -> tuple[Path | None, dict
 
 def _read_toml(path: Path) -> dict:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8-sig"))  # a BOM, as Windows editors write, is fine
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ErranError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); TOML "
+                         "files are UTF-8: save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         # "Invalid value (at line 7, column 10)" -> "erran.toml line 7: not valid TOML (Invalid value, ...)"
         found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(e))

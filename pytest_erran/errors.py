@@ -1,6 +1,6 @@
-"""The one exception the core raises for a user's mistake.
+"""The exception the core raises for a user's mistake, and the plugin's warning category.
 
-The plugin turns it into a pytest usage error (exit 4) so that CI can tell a broken
+The plugin turns ErranError into a pytest usage error (exit 4) so that CI can tell a broken
 pipeline from a model that failed its gate (exit 1). The message must name the file,
 row, key or value at fault and say what to do.
 """
@@ -8,3 +8,12 @@ row, key or value at fault and say what to do.
 
 class ErranError(Exception):
     """Bad input: config, data, model, predictions or baseline."""
+
+
+class ErranWarning(UserWarning):
+    """A requirement that passed but should be looked at (inconclusive drop, too-small bucket).
+
+    Documented so that a project can choose with its warning filters: under
+    `filterwarnings = error` the requirement fails with its one-line message (never a
+    traceback); `ignore::pytest_erran.ErranWarning` lets it pass quietly.
+    """

@@ -9,10 +9,12 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """A temp file beside `path`, then a rename. Errors name `path`, not the temp file."""
+    """A temp file beside `path`, then a rename. Errors name `path`, not the temp file. The
+    temp file names its writer's pid, so that one left by a killed run is removed by the next."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_dead_temps(path.parent, f".{path.name}.", ".tmp")
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
@@ -30,6 +32,34 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def remove_dead_temps(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove `folder`/<prefix><pid>.<...><suffix> files whose writing process is gone (a run
+    killed mid-write); a live writer's temp file is left alone. Never raises."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(prefix) and name.endswith(suffix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(folder / name)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: keep every temp file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True
+
+
 def _mode_for(path: Path) -> int:
     """The mode the file has, or what the umask gives a new file."""
     try:
@@ -38,6 +68,11 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def not_a_file(path) -> str:
+    """Why `path` cannot be opened as a file, for a message: a folder is not "missing"."""
+    return "is a directory, not a file" if os.path.isdir(path) else "does not exist"
 
 
 def write_json(path: Path, document: dict) -> None:

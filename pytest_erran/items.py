@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
 
+from .errors import ErranWarning
 
-class ErranWarning(UserWarning):
-    """A requirement that passed but should be looked at: inconclusive drop, too-small bucket."""
+__all__ = ["ErranWarning", "GateFile", "RequirementItem"]
 
 
 class RequirementFailed(Exception):
+    def __init__(self, verdict):
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+class WarningMadeAnError(Exception):
+    """The run's warning filters (`-W error`, `filterwarnings = error`) turned a requirement's
+    ErranWarning into an error: the requirement fails, with its message on one line."""
+
     def __init__(self, verdict):
         super().__init__(verdict.message)
         self.verdict = verdict
@@ -50,14 +60,45 @@ class RequirementItem(pytest.Item):
         if not verdict.passed:
             raise RequirementFailed(verdict)
         if verdict.warning:
-            warnings.warn(ErranWarning(verdict.headline), stacklevel=1)
+            # Pointed at the config's line, so the warnings summary shows the requirement, not
+            # this file. Under an "error" filter warn_explicit raises the warning itself.
+            try:
+                warnings.warn_explicit(ErranWarning(verdict.headline), ErranWarning, str(self.path),
+                                       _line_of(self.path, self.requirement.bucket))
+            except ErranWarning:
+                raise WarningMadeAnError(verdict) from None
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, RequirementFailed):
             verdict = excinfo.value.verdict
             return f"{verdict.outcome}: {verdict.message}"
+        if isinstance(excinfo.value, WarningMadeAnError):
+            verdict = excinfo.value.verdict
+            return (f"{verdict.outcome}, an ErranWarning that this run's warning filters make an error "
+                    f"('ignore::pytest_erran.ErranWarning' in filterwarnings lets it pass): {verdict.message}")
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         # A domain that is not a dotted Python name: pytest would turn its dots into "::".
-        return self.path, None, f"erran: {self.requirement.id}"
+        return self.path, None, f"{DOMAIN}{self.requirement.id}"
+
+
+DOMAIN = "erran: "  # reports of requirement items carry location[2] == DOMAIN + requirement id
+
+
+def requirement_of(report) -> str | None:
+    """The requirement id a test report is about, or None for any other test. Works on the
+    xdist controller too, which never collects: the location travels with the report."""
+    location = getattr(report, "location", None)
+    domain = location[2] if location else None
+    return domain[len(DOMAIN):] if isinstance(domain, str) and domain.startswith(DOMAIN) else None
+
+
+def _line_of(path, bucket: str) -> int:
+    """The config line `bucket = "<bucket>"` (its first), for the warnings summary; 0 if none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 0
+    pattern = re.compile(rf"\s*bucket\s*=\s*[\"']{re.escape(bucket)}[\"']")
+    return next((n for n, line in enumerate(text.splitlines(), 1) if pattern.match(line)), 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ from .analysis.buckets import (
     bucket_names,
     build_buckets,
     check_references,
+    check_wheres,
     positive_mask,
 )
-from .analysis.gate import Verdict, judge
+from .analysis.gate import Verdict, as_run, judge
 from .analysis.results import BucketResult, bucket_results
 from .config import Settings
 from .errors import ErranError
@@ -40,6 +41,7 @@ from .inference.engine import Engine
 from .inference.exporters import Export, recognise
 from .inference.input_cache import InputCache
 from .inference.onnx_model import OnnxModel
+from .inference.pixel_limit import pixel_limit
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
 from .units import ClassScores, Detections
@@ -63,6 +65,7 @@ class Evaluation:
     baseline: baseline_io.Baseline | None = None
     drift: dict | None = None  # shared / added / removed positives against the baseline
     timing: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one-line warnings (a cache that was skipped)
 
     def bucket(self, name: str) -> BucketResult:
         if name not in self.buckets:
@@ -78,6 +81,11 @@ class Evaluation:
         """Every requirement held: what exit status 0 means."""
         return all(verdict.passed for verdict in self.verdicts)
 
+    def as_run(self, outcomes: Mapping[str, str]) -> "Evaluation":
+        """This evaluation as a pytest run saw it: `outcomes` maps the id of each requirement
+        whose item ran to its pytest outcome; the others are marked not run (gate.as_run)."""
+        return replace(self, verdicts=[as_run(v, outcomes.get(v.id)) for v in self.verdicts])
+
     @property
     def data(self) -> dict:
         return {"path": portable_path(self.dataset.path, self.settings.rootdir), "sha256": self.dataset.sha256,
@@ -91,9 +99,16 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     """Evaluate `settings`; `adapters` are extra output adapters by name (`output = "<name>"`),
     `unit_columns` add columns to the units table before buckets are built, `progress(done,
     total)` hears how many images the model has run over."""
+    with pixel_limit(settings.max_image_pixels):  # one answer whatever the warning filters
+        return _evaluate(settings, cache_dir, adapters, unit_columns, progress)
+
+
+def _evaluate(settings: Settings, cache_dir: Path | None, adapters: Mapping[str, Callable] | None,
+              unit_columns: Sequence[UnitColumns], progress: Callable[[int, int], None] | None) -> Evaluation:
     started = time.perf_counter()
-    if not settings.cache:
-        cache_dir = None
+    notes: list[str] = []
+    with _naming(settings):
+        check_wheres(settings.buckets)
     task = task_for(settings.task)
     model = OnnxModel(settings.model, providers=settings.providers) if settings.predictions is None else None
     if settings.data is None:
@@ -110,7 +125,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     task.check(settings, dataset, classes)
     with _naming(settings):
         check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
-    _add_image_properties(settings, dataset, cache_dir)
+    _add_image_properties(settings, dataset, cache_dir, notes)
     _add_unit_columns(settings, dataset, unit_columns)
     # The gallery bins recall by every property; no bucket needs them, so they are measured as
     # the model decodes the images (or from the cache, or in a pass of their own after).
@@ -127,12 +142,12 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         identity["export"] = export.description  # what was recognised, for the reports
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
-                            images["_path"].tolist())
+                            images["_path"].tolist(), notes)
     engine = _engine(settings, dataset, cache_dir)
     result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}),
                                   progress=progress, inspect=collector, export=export, engine=engine))
     if shown:
-        _add_image_properties(settings, dataset, cache_dir, shown, collector, result.units)
+        _add_image_properties(settings, dataset, cache_dir, notes, shown, collector, result.units)
     finished = time.perf_counter()
 
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
@@ -146,6 +161,7 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
                 "images": len(dataset.images), "inputs_cached": engine.inputs.hits,
                 "inputs_decoded": engine.inputs.decoded},
+        notes=notes,
     )
 
 
@@ -159,7 +175,7 @@ def _engine(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> Eng
                   kind=settings.engine, ray_address=settings.ray_address, ray_workers=settings.ray_workers)
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None,
+def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None, notes: list[str],
                           wanted: list[str] | None = None, collector: properties.Collector | None = None,
                           units: pd.DataFrame | None = None) -> None:
     """brightness, contrast and blur columns, measured only when a bucket's `where` uses them
@@ -175,14 +191,28 @@ def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path 
 
     def make_key() -> str:
         return cache_key(kind="properties", data=dataset.sha256, ids=images["id"].tolist(),
-                         files=files_fingerprint(paths))
+                         files=files_fingerprint(paths), exif=settings.exif)
 
     def compute() -> dict[str, np.ndarray]:
         if collector is not None and collector.complete:
             return {"values": collector.values}
-        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
+        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads(),
+                                                 settings.exif)}
 
-    values = cached_arrays(cache_dir, make_key, compute)[0]["values"]
+    def valid(arrays: dict[str, np.ndarray]) -> bool:  # blur is NaN for an image under 3x3 px
+        values = arrays.get("values")
+        return (arrays.keys() == {"values"} and values.dtype == np.float64
+                and values.shape == (len(images), len(properties.NAMES))
+                and bool(np.isfinite(values[:, :2]).all()) and not np.isinf(values[:, 2]).any())
+
+    values = cached_arrays(cache_dir, make_key, compute, valid=valid, notes=notes)[0]["values"]
+    if "blur" in wanted:  # NaN would silently leave the image out of every blur bucket
+        tiny = np.flatnonzero(np.isnan(values[:, properties.NAMES.index("blur")]))
+        if len(tiny):
+            row = tiny[0]
+            raise ErranError(f"{sources[row]}: image {paths[row]} is too small to measure `blur`, "
+                             "which needs at least 3 x 3 pixels (after the longer side is scaled "
+                             "down to 128); a `where` uses blur: remove the image, or the blur bucket")
     rows = dataset.units["_image_index"].to_numpy()
     for name in wanted:
         column = values[:, properties.NAMES.index(name)]
@@ -258,9 +288,11 @@ def _classes(settings: Settings, export: Export | None, dataset: Dataset) -> tup
         raise ErranError(f"{settings.model}: recognised as {export.description}, but no `classes` in "
                          "the config; list the values it was trained on (its labels, as strings): "
                          "classes = [\"1\", \"3\", ...]")
-    if export is not None:
+    if export is not None:  # never guessed (the labels' alphabetical order): it would mislabel
+        example = ", ".join(f'"{label}"' for label in sorted(dataset.labels)[:3])
         raise ErranError(f"{settings.model}: no `classes` in the config and none in the model's "
-                         "metadata; list them in the config: classes = [\"ok\", \"scratch\", ...]")
+                         "metadata, so which output is which class is unknown; list them in the "
+                         f"model's output order in the config: classes = [{example}, ...]")
     return tuple(sorted(dataset.labels))
 
 

@@ -87,6 +87,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .pytest_html_glue import PytestHtmlHooks
 
         config.pluginmanager.register(PytestHtmlHooks(state), "erran-pytest-html")
+    if config.pluginmanager.has_plugin("xdist") and not state.is_worker:
+        from .distributed import XdistController
+
+        config.pluginmanager.register(XdistController(state), "erran-xdist")
 
 
 def _may_be_active(config: pytest.Config) -> bool:
@@ -140,6 +144,12 @@ class ActivePlugin:
         if not any(isinstance(item, RequirementItem) for item in items):
             gate = GateFile.from_parent(session, path=self.state.gate_path, state=self.state)
             items.extend(session.genitems(gate))
+
+    def pytest_runtest_logreport(self, report) -> None:
+        self.state.record(report)  # the summary and report then show only what ran
+
+    def pytest_unconfigure(self) -> None:
+        self.state.finish()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.state.is_worker or self.state.evaluation is None:

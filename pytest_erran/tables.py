@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ErranError
+from .files import not_a_file
 
 
 def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
@@ -20,7 +21,7 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
     other columns become numbers where every non-empty value is one, so `where` can compare them.
     """
     if not path.is_file():
-        raise ErranError(f"{path}: no such file; check the path in the config or option")
+        raise ErranError(f"{path} {not_a_file(path)}; check the path in the config or option")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         frame = _read_csv(path)
@@ -48,7 +49,11 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # pandas renames a repeated column "label.1", which nothing then reads: refuse it
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+        _check_names(header.tolist(), f"{path} line 1", "column")
+        return frame
     except pd.errors.EmptyDataError:
         raise ErranError(f"{path}: the file is empty; it needs a header row") from None
     except UnicodeDecodeError:
@@ -56,6 +61,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
                          "save the file as UTF-8") from None
     except pd.errors.ParserError as e:
         raise ErranError(f"{path}: not a readable CSV: {str(e).strip()}") from None
+
+
+def _check_names(names: list, where: str, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ErranError(f"{where}: the {what} '{name}' appears twice, and only one of them "
+                             f"would be read: keep one {what} of each name")
+        seen.add(name)
+
+
+def _unique_keys(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: a key given twice is an error (json keeps the last)."""
+    _check_names([key for key, _ in pairs], "", "key")
+    return dict(pairs)
 
 
 def _first_non_utf8_line(path: Path) -> int:
@@ -79,10 +99,12 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as e:
                 raise ErranError(f"{path} line {number}: not valid JSON ({e.msg}, column {e.colno}); "
                                  "write one JSON object per line") from None
+            except ErranError as e:
+                raise ErranError(f"{path} line {number}{e}") from None
             if not isinstance(record, dict):
                 raise ErranError(f"{path} line {number}: each line must be a JSON object")
             records.append(record)
@@ -122,8 +144,8 @@ def _as_text(column: pd.Series) -> pd.Series:
 def _maybe_numeric(column: pd.Series) -> pd.Series:
     """Numbers when every non-empty value is one (vectorised: manifests have 100k rows)."""
     blank = pd.Series(is_blank(column), index=column.index)
-    if blank.all():
-        return column
+    if blank.all() or _has_booleans(column):
+        return column  # JSON true mixed with numbers is not the number 1
     try:
         converted = pd.to_numeric(column.where(~blank), errors="coerce")
     except TypeError:  # lists or dicts (JSONL) stay as they are
@@ -133,10 +155,21 @@ def _maybe_numeric(column: pd.Series) -> pd.Series:
     return converted
 
 
+def _has_booleans(values: pd.Series) -> bool:
+    """Whether a cell is a boolean; the scan is pandas' own (in C), so text columns cost nothing."""
+    if pd.api.types.is_bool_dtype(values):
+        return len(values) > 0
+    if values.dtype != object:
+        return False
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind == "boolean" or (kind.startswith("mixed") and kind != "mixed-integer-float"
+                                 and values.map(lambda v: isinstance(v, (bool, np.bool_))).any())
+
+
 def read_json(path: Path, what: str):
     """The JSON document at `path`; `what` says which setting names it, for a missing file."""
     if not path.is_file():
-        raise ErranError(f"{path}: no such file; check {what}")
+        raise ErranError(f"{path} {not_a_file(path)}; check {what}")
     parsed = _fast_json(path)
     if parsed is not None:
         return parsed[0]
@@ -224,6 +257,9 @@ def numbers(values: pd.Series, sources: list[str], message: str, required=True) 
     """`values` as floats (NaN where blank). A finite number is needed in every non-blank cell,
     and in every cell where `required` (a bool or a mask) holds; the first cell that fails is an
     error: `message` formatted with its {source} and {value!r}."""
+    if _has_booleans(values):  # JSON true is not the number 1
+        row = int(np.flatnonzero(values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool))[0])
+        raise ErranError(message.format(source=sources[row], value=bool(values.iloc[row])))
     converted = pd.to_numeric(values, errors="coerce").to_numpy(float)
     suspects = np.flatnonzero(~np.isfinite(converted))  # blank cells, and bad ones if any
     if len(suspects):

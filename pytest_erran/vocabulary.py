@@ -33,6 +33,7 @@ class Outcome(StrEnum):
     INCONCLUSIVE = "inconclusive"
     TOO_SMALL = "too_small"
     SKIPPED = "skipped"
+    NOT_RUN = "not_run"  # its item did not run: deselected (-k, --lf, -m) or after -x stopped
 
 
 class GateMode(StrEnum):

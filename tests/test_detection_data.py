@@ -131,7 +131,7 @@ def test_coco_size_read_from_image_when_missing(tmp_path):
     (lambda d: d["categories"][1].update(id=2), "category id '2' appears twice"),
     (lambda d: d["categories"][1].update(name="dent"), "two categories are named 'dent'"),
     (lambda d: d["images"][0].update(file_name="missing.png"), "dev.json image 1: image .*missing.png does not exist"),
-    (lambda d: d["images"][0].update(width=0), "dev.json image 1: image size 0 x 50 must be positive"),
+    (lambda d: d["images"][0].update(width=0), "dev.json image 1: width = 0, but images/a.png is 100 x 50 pixels"),
     (lambda d: d["images"][0].update(width="wide"), "dev.json image 1: width 'wide' is not a number"),
     (lambda d: d.update(images=[], annotations=[]), "no images"),
 ])
@@ -179,9 +179,9 @@ OBJECTS = [
 @pytest.mark.parametrize("name", ["objects.csv", "objects.jsonl"])
 def test_table_loading(tmp_path, name):
     dataset = load_detection(table(tmp_path, OBJECTS, name), "dev")
-    classes = dataset.classes
     crowd = dataset.crowd
-    assert classes == ("dent", "scratch")
+    assert dataset.classes is None  # a table defines no class order: `classes` in the config does
+    assert dataset.category_ids == {"dent": 1, "scratch": 2}  # for COCO results: 1..C, sorted
     images, units = dataset.images, dataset.units
     assert images["id"].tolist() == ["a.png", "b.png"]  # b.png has no objects but is evaluated
     assert images[["width", "height"]].to_numpy().tolist() == [[200, 100], [200, 100]]  # from PIL
@@ -191,7 +191,8 @@ def test_table_loading(tmp_path, name):
     first_line = 2 if name.endswith(".csv") else 1  # after the CSV header
     assert images["_source"].tolist() == [f"{name} line {first_line}", f"{name} line {first_line + 2}"]
 
-    assert units["id"].tolist() == ["a.png#1", "a.png#2"]
+    # no `id` column: image, box and label, so that editing another row never changes an id
+    assert units["id"].tolist() == ["a.png#10,10,30,20#scratch", "a.png#0,50,100,100#dent"]
     assert units["_display"].tolist() == ["a.png #1", "a.png #2"]
     assert units["label"].tolist() == ["scratch", "dent"]
     assert units["severity"].tolist() == ["minor", "severe"]
@@ -214,13 +215,14 @@ def test_table_ids_split_and_sizes(tmp_path):
         {"image": "c.png", "label": "dent", "x1": 0, "y1": 0, "x2": 1, "y2": 1, "id": "",
          "split": "train", "width": 400, "height": 300},
     ]
+    for image in ("a.png", "c.png"):
+        png(tmp_path / image, size=(400, 300))  # the declared size must be the file's
     dataset = load_detection(table(tmp_path, rows), "dev")
-    classes = dataset.classes
-    assert dataset.units["id"].tolist() == ["d1", "a.png#2"]
+    assert dataset.units["id"].tolist() == ["d1", "a.png#0,0,1,1#dent"]
     assert dataset.units["_display"].tolist() == ["a.png #d1", "a.png #2"]
     assert dataset.images[["width", "height"]].to_numpy().tolist() == [[400, 300]]  # as given
     assert dataset.all_ids == {"a.png", "c.png"}
-    assert classes == ("dent",)
+    assert dataset.category_ids == {"dent": 1}
 
 
 def test_table_parquet(tmp_path):
@@ -296,7 +298,7 @@ def test_predictions_coco_errors_and_other_splits(tmp_path):
 
 def test_predictions_table(tmp_path):
     dataset = load_detection(table(tmp_path, OBJECTS), "dev")
-    classes = dataset.classes
+    classes = tuple(sorted(dataset.labels))  # a predictions file names its classes: sorted is fine
     args = (dataset.images, classes, dataset.all_ids, dataset.all_images)
     path = tmp_path / "predictions.csv"
     pd.DataFrame([

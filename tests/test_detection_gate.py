@@ -362,14 +362,14 @@ def test_object_table_dev_set_through_a_model(project):
     dev = project.objects(scene)
     text = dev.read_text()
     assert "images/002.png,,,,,," in text  # the image without objects
-    # classes of a table: its labels sorted, so the model's index 0 is fin, 1 is tube
+    # a table defines no class order: the config gives the model's (index 0 is fin, 1 is tube)
     assert scene.classes == ("fin", "tube")
     project.detector(scene, "det.onnx", input_size=(64, 48))
-    project.write_config(GATED.format(data="dev.csv", extra='model = "det.onnx"'))
+    project.write_config(GATED.format(data="dev.csv", extra='model = "det.onnx"\nclasses = ["fin", "tube"]'))
     result, report = project.report("-v")
     number = {}
-    for o in scene.objects:  # a table's object ids: image#n, n counting the image's rows
-        number[o.id] = f"{scene.file_name(o.image)}#{sum(p.image == o.image for p in scene.objects[:o.id])}"
+    for o in scene.objects:  # a table's object ids: image#x1,y1,x2,y2#label, stable under edits
+        number[o.id] = f"{scene.file_name(o.image)}#{','.join(f'{v:g}' for v in o.box)}#{o.label}"
     check_hand_report(result, report, number.__getitem__)
     assert report["data"]["units"] == 8
 

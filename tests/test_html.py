@@ -100,9 +100,9 @@ def test_the_gallery_is_self_contained_bounded_and_byte_identical(regressed, tmp
     calls = []
     real = html_report.thumbnail
 
-    def counting(path, source, marks=()):
+    def counting(path, source, marks=(), exif="apply"):
         calls.append(path)
-        return real(path, source, marks)
+        return real(path, source, marks, exif)
 
     monkeypatch.setattr(html_report, "thumbnail", counting)
     page = render_html(regressed, per_section=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 from ..config import BucketSpec, Settings
 from ..errors import ErranError
 from ..vocabulary import ALL, BucketKind
+from . import where
 
 
 @dataclass
@@ -90,14 +92,22 @@ def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str |
     return buckets
 
 
+def check_wheres(specs: tuple[BucketSpec, ...]) -> None:
+    """Every `where` parsed and checked (where.py) before any data is read."""
+    for spec in specs:
+        if spec.where is not None:
+            with _naming(spec):
+                where.parse(spec.where)
+
+
 def _where(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
-    columns = ", ".join(c for c in units.columns if not str(c).startswith("_"))
+    with _naming(spec):
+        return where.evaluate(spec.where, units)
+
+
+@contextmanager
+def _naming(spec: BucketSpec):
     try:
-        result = units.eval(spec.where, engine="python")
-    except Exception as e:  # pandas raises many types for a bad expression
-        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r} failed: {e}. "
-                         f"Columns you can use: {columns}") from None
-    if not isinstance(result, pd.Series) or not pd.api.types.is_bool_dtype(result.dtype):
-        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r} must give true/false per row, "
-                         f"e.g. \"lighting == 'low'\". Columns you can use: {columns}")
-    return result.fillna(False).to_numpy(bool)
+        yield
+    except ErranError as e:
+        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r}: {e}") from None

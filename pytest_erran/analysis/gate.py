@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import Requirement
 from ..vocabulary import GateMode, Metric, Outcome, format_threshold
 from .metrics import positives_needed, wilson
 from .results import BucketResult
 
-PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL, SKIPPED = (
+PASSED, FAILED, REGRESSED, INCONCLUSIVE, TOO_SMALL, SKIPPED, NOT_RUN = (
     Outcome.PASSED, Outcome.FAILED, Outcome.REGRESSED, Outcome.INCONCLUSIVE, Outcome.TOO_SMALL,
-    Outcome.SKIPPED)
+    Outcome.SKIPPED, Outcome.NOT_RUN)
 
 
 @dataclass
@@ -40,6 +40,22 @@ class Verdict:
     @property
     def warning(self) -> bool:
         return self.passed and self.outcome in (INCONCLUSIVE, TOO_SMALL, SKIPPED)
+
+
+def as_run(verdict: Verdict, outcome: str | None) -> Verdict:
+    """The verdict as the test run saw it, given its item's pytest outcome (None: not run), so
+    that the summary and the report say what the exit status says: a requirement that did not
+    run is "not run", never its verdict; one that passed with a warning the run's filters made
+    an error (`-W error`) failed."""
+    if outcome is None:
+        return Verdict(verdict.requirement, None, True, NOT_RUN,
+                       "not run: deselected (-k, --lf, -m) or the run stopped before it (-x)")
+    if outcome == "skipped" and verdict.outcome != SKIPPED:
+        return Verdict(verdict.requirement, None, True, NOT_RUN, "not run: skipped by the test run")
+    if outcome == "failed" and verdict.passed:
+        return replace(verdict, passed=False, message=f"{verdict.message}; failed: this run's "
+                       "warning filters make its ErranWarning an error")
+    return verdict
 
 
 def judge(requirement: Requirement, result: BucketResult, alpha: float, confidence: float) -> Verdict:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .images import NATIVE, Preprocess, decode_into, decode_native
 from .onnx_model import OnnxModel
+from .run_failures import run_or_explain
 
 if TYPE_CHECKING:
     from .input_cache import InputRows
@@ -94,7 +95,7 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
                 if next_number < len(starts):
                     submit(next_number)
                     next_number += 1
-                outputs = model.run(x)
+                outputs = run_or_explain(model, x, paths[start:stop], sources[start:stop])
                 if progress is not None:
                     progress(stop, count)
                 yield Batch(start, stop, outputs, image_sizes)

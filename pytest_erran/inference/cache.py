@@ -12,7 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-CACHE_VERSION = 1
+from ..files import remove_dead_temps
+
+CACHE_VERSION = 2  # 2: entries carry their own key
+KEY = "_key"  # the array in each entry holding the key it was stored under
 
 
 def cache_key(**parts) -> str:
@@ -32,42 +35,95 @@ def files_fingerprint(paths) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path):
+def cache_warning(directory, reason: str) -> str:
+    """The one line a run shows when its cache cannot be written (read-only, full, not a folder)."""
+    return f"erran: warning: cannot write the cache {directory} ({reason}); predictions are not cached this run"
+
+
+def _lock(handle) -> None:
     try:
         import fcntl
     except ImportError:  # Windows: no lock; concurrent runs then each compute, still correctly
-        yield
         return
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle is closed
 
 
 def cached_arrays(directory: Path | None, make_key: Callable[[], str],
-                  compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+                  compute: Callable[[], dict[str, np.ndarray]], *,
+                  valid: Callable[[dict[str, np.ndarray]], bool] | None = None,
+                  notes: list[str] | None = None) -> tuple[dict[str, np.ndarray], bool]:
     """The arrays stored under the key, computing and storing them first if needed; the key
-    (a stat of every image) is only made when there is a cache. Returns (arrays, from cache)."""
+    (a stat of every image) is only made when there is a cache. Returns (arrays, from cache).
+
+    Entries are untrusted: read without pickles, and one that is damaged or that `valid`
+    rejects (wrong names, shapes, dtypes or values) is recomputed, never used. A cache that
+    cannot be written is skipped, with one line in `notes`; the run goes on without it.
+    """
     if directory is None:
         return compute(), False
     key = make_key()
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{key}.npz"
-    with _locked(directory / f"{key}.lock"):
-        if target.exists():
-            try:
-                with np.load(target, allow_pickle=False) as stored:
-                    return {name: stored[name] for name in stored.files}, True
-            except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is
-                target.unlink(missing_ok=True)  # recomputed, never trusted
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / f"{key}.lock", "w")
+    except OSError as e:
+        _skipped(notes, directory, e)
+        return compute(), False
+    with handle:
+        _lock(handle)
+        target = directory / f"{key}.npz"
+        stored = _load(target, key, valid)
+        if stored is not None:
+            return stored, True
         arrays = compute()
+        remove_dead_temps(directory, f".{key}.", ".npz")  # a killed run's half-written entry
         temp = directory / f".{key}.{os.getpid()}.npz"
-        np.savez(temp, **arrays)
-        os.replace(temp, target)
+        try:  # a reader sees the old entry or the whole new one: a rename is atomic
+            np.savez(temp, **arrays, **{KEY: np.array(key)})
+            os.replace(temp, target)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            _skipped(notes, directory, e)
         return arrays, False
+
+
+def _load(target: Path, key: str, valid) -> dict[str, np.ndarray] | None:
+    if not target.exists():
+        return None
+    try:
+        with np.load(target, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        own = arrays.pop(KEY, None)  # an entry copied from another key is not this one
+        if own is not None and own.shape == () and str(own) == key and (valid is None or valid(arrays)):
+            return arrays
+    except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is recomputed
+        pass
+    with contextlib.suppress(OSError):  # and replaced; one that cannot be removed is overwritten
+        target.unlink(missing_ok=True)
+    return None
+
+
+def _skipped(notes: list[str] | None, directory: Path, error: OSError) -> None:
+    line = cache_warning(directory, error.strerror or type(error).__name__)
+    if notes is not None and line not in notes:
+        notes.append(line)
+
+
+def arrays_like(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, tuple]],
+                optional: tuple[str, ...] = ()) -> bool:
+    """`arrays` holds exactly the `expected` names (some `optional`), each of its dtype and shape
+    (None in a shape: any length), and their floats are finite: what a cache entry must be."""
+    if not set(expected) - set(optional) <= set(arrays) <= set(expected):
+        return False
+    for name, array in arrays.items():
+        dtype, shape = expected[name]
+        if array.dtype != np.dtype(dtype) or array.ndim != len(shape):
+            return False
+        if any(want is not None and have != want for have, want in zip(array.shape, shape)):
+            return False
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return False
+    return True
 
 
 class PredictionCache:
@@ -75,14 +131,18 @@ class PredictionCache:
     (preprocessing, output adapter, classes...)."""
 
     def __init__(self, directory: Path | None, model_sha256: str, data_sha256: str, ids: list[str],
-                 paths: list[str]):
+                 paths: list[str], notes: list[str] | None = None):
         self.directory = directory
         self.model_sha256, self.data_sha256 = model_sha256, data_sha256
         self.ids, self.paths = ids, paths
+        self.notes = notes
 
-    def arrays(self, compute: Callable[[], dict[str, np.ndarray]], **parts) -> tuple[dict[str, np.ndarray], bool]:
+    def arrays(self, compute: Callable[[], dict[str, np.ndarray]], *,
+               valid: Callable[[dict[str, np.ndarray]], bool] | None = None,
+               **parts) -> tuple[dict[str, np.ndarray], bool]:
+        """`valid` checks an entry read back (see cached_arrays); `parts` join the key."""
         def make_key() -> str:
             return cache_key(model=self.model_sha256, data=self.data_sha256, ids=self.ids,
                              files=files_fingerprint(self.paths), **parts)
 
-        return cached_arrays(self.directory, make_key, compute)
+        return cached_arrays(self.directory, make_key, compute, valid=valid, notes=self.notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,10 +12,19 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ErranError
+from .image_headers import header_size
 
 LETTERBOX_FILL = 114  # the gray Ultralytics exports are trained with
 # How an image is brought to the model's input size.
 STRETCH, LETTERBOX, CENTER_CROP, NATIVE = "stretch", "letterbox", "center_crop", "native"
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+EXIF_MODES = ("apply", "ignore")
+# Where PIL finds an orientation (a TIFF keeps it among its own tags instead)
+ORIENTATION_SOURCES = {"exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class Preprocess:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     unbatched: bool = False  # the model takes one image [C, H, W] with no batch axis
+    exif: str = "apply"  # "apply": rotate by the EXIF orientation first; "ignore": pixels as stored
     decode: str = "exact"  # or "fast": JPEGs decoded at 1/2, 1/4 or 1/8 scale (draft) before the resize
 
     @property
@@ -78,20 +89,82 @@ class Preprocess:
 
 
 @contextmanager
-def open_image(path: str, source: str):
-    """The image at `path`; any failure to read it, then or while decoding it in the `with`
-    block, is an error naming it and its row: never an image skipped silently."""
+def open_image(path: str, source: str, exif: str = "apply"):
+    """The image at `path`, upright by its EXIF orientation when `exif` is "apply"; any failure
+    to read it, then or while decoding it in the `with` block, is an error naming it and its
+    row: never an image skipped silently."""
     try:
         with Image.open(path) as image:
-            yield eight_bit(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+            turn = UPRIGHT.get(orientation(image)) if exif == "apply" else None
+            image = eight_bit(image)
+            yield image.transpose(turn) if turn is not None else image
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # PIL's "cannot identify image file '<path>'" would name the path a second time
         reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
+        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            reason = _too_many_pixels(e)
         if Path(source).resolve() == Path(path):  # an ImageFolder image is its own source
             raise ErranError(f"{source}: cannot read the image: {reason}; fix, replace or remove "
                              "the file") from None
         raise ErranError(f"{source}: cannot read image {path}: {reason}; fix or replace the file, "
                          "or remove its row") from None
+
+
+def orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation (1 = upright; 2-8 flip and/or turn it), read from its header."""
+    if image.format != "TIFF" and not ORIENTATION_SOURCES & image.info.keys():
+        return 1  # cheap: PIL's getexif() costs ~80 us, and for a PNG decodes every pixel
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is not worth failing the image for
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def image_size(path: str, source: str, exif: str = "apply") -> tuple[int, int]:
+    """(width, height) of the image as it is decoded (turned by its EXIF orientation when
+    `exif` is "apply"), read from its header alone: its first bytes for PNG and JPEG
+    (image_headers.py), else PIL. Refused, as PIL refuses, above Image.MAX_IMAGE_PIXELS."""
+    found = header_size(path)
+    if found is None:
+        with open_image_header(path, source) as image:
+            (width, height), turn = image.size, orientation(image)
+    else:
+        width, height, turn = found
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise ErranError(f"{source}: cannot read the size of {path}: {_too_many(width * height)}; "
+                             "fix or replace the file")
+    if exif == "apply" and turn in (5, 6, 7, 8):  # a quarter turn
+        width, height = height, width
+    return width, height
+
+
+@contextmanager
+def open_image_header(path: str, source: str):
+    """The image at `path`, opened (its header read) but not decoded."""
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        reason = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else e
+        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            reason = _too_many_pixels(e)
+        raise ErranError(f"{source}: cannot read the size of {path}: {reason}; fix or replace the "
+                         "file") from None
+
+
+def _too_many_pixels(error: Exception) -> str:
+    """Pillow's decompression-bomb message, said in terms of the setting that decides it."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return _too_many(int(found.group(1)) if found else None)
+
+
+def _too_many(pixels: int | None) -> str:
+    shown = f"{pixels:,} pixels" if pixels is not None else "too many pixels"
+    return (f"{shown}, more than max_image_pixels = {Image.MAX_IMAGE_PIXELS} (a guard against "
+            "decompression bombs); if the image is genuine, raise max_image_pixels in the config "
+            "(0: no limit)")
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
@@ -110,7 +183,7 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
     (width, height). `inspect` sees the decoded image first (image properties, measured
     without decoding the file a second time)."""
-    with open_image(path, source) as image:
+    with open_image(path, source, prep.exif) as image:
         if inspect is not None:
             inspect(image)
         size = image.size  # the image's own, even when decoded at a reduced scale
@@ -150,7 +223,7 @@ def _letterbox(image: Image.Image, out: np.ndarray, target: tuple[int, int], siz
 def decode_native(path: str, prep: Preprocess, source: str, observe=None) -> np.ndarray:
     """`path` decoded at its own size, [H, W, C] uint8: for models that resize inside the graph.
     `observe`, when given, sees the decoded image first (RGB), as for decode_into."""
-    with open_image(path, source) as image:
+    with open_image(path, source, prep.exif) as image:
         if observe is not None:
             image = image.convert("RGB")
             observe(image)

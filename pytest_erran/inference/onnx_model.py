@@ -15,12 +15,18 @@ from .images import CENTER_CROP, LETTERBOX, NATIVE, STRETCH, Preprocess
 from .providers import checked_providers
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+RUN_MESSAGE_CHARS = 400  # onnxruntime's messages can run to several lines of node dumps
+
+
+class ModelRunFailed(Exception):
+    """onnxruntime raised while running the model: the message, on one line."""
 
 
 class OnnxModel:
     def __init__(self, path: Path, intra_op_threads: int = 1, providers: Sequence[str] | None = None):
         if not path.is_file():
-            raise ErranError(f"{path}: the model file does not exist; check --erran-model or `model`")
+            what = "is a directory, not an .onnx file" if path.is_dir() else "does not exist"
+            raise ErranError(f"{path}: the model file {what}; check --erran-model or `model`")
         import onnxruntime as ort
 
         self.providers = checked_providers(providers, ort.get_available_providers())
@@ -38,7 +44,13 @@ class OnnxModel:
             raise ErranError(f"{path}: not a loadable ONNX model ({reason}); point `model` at an "
                              ".onnx file exported from the model") from None
         self.path = path
-        self.input = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            names = ", ".join(f"'{i.name}' {list(i.shape)}" for i in inputs)
+            raise ErranError(f"{path}: the model takes {len(inputs)} inputs ({names}); pytest-erran "
+                             "feeds it one batch of images: export it with the image as its only "
+                             "input (fold the others into the graph as constants)")
+        self.input = inputs[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
         meta = self.session.get_modelmeta()
         self.metadata = dict(meta.custom_metadata_map)
@@ -72,8 +84,9 @@ class OnnxModel:
                              f"{self.output_names}")
         return self.output_names.index(name)
 
-    def preprocess(self, config: dict) -> Preprocess:
-        """Read layout, size and dtype from the model's input; mean/std/size from the config."""
+    def preprocess(self, config: dict, exif: str = "apply") -> Preprocess:
+        """Read layout, size and dtype from the model's input; mean/std/size from the config;
+        `exif` (the config's key of that name) says whether images are turned upright first."""
         shape = list(self.input.shape)
         where = f"{self.path}: input '{self.input.name}' {shape}"
         dtype = ONNX_TYPES.get(self.input.type)
@@ -109,7 +122,7 @@ class OnnxModel:
                                  f"{channels} channel(s)")
         return Preprocess(width=width, height=height, channels=channels, layout=layout, dtype=dtype,
                           resize=resize, scale=config.get("scale", 1 / 255), mean=mean, std=std,
-                          unbatched=self.unbatched, decode=config.get("decode", "exact"))
+                          unbatched=self.unbatched, decode=config.get("decode", "exact"), exif=exif)
 
     @staticmethod
     def _image_input(shape: list, where: str) -> tuple[str, int, object, object]:
@@ -169,10 +182,19 @@ class OnnxModel:
         fixed = self.fixed_batch()
         if fixed is None or fixed == len(x):
             # an unbatched model gets its one image [C, H, W] (run_batches sends one at a time)
-            return self.session.run(None, {self.input.name: x[0] if self.unbatched else x})
+            return self._run(x[0] if self.unbatched else x)
         pad = np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)
-        outputs = self.session.run(None, {self.input.name: np.concatenate([x, pad])})
+        outputs = self._run(np.concatenate([x, pad]))
         return [o[:len(x)] for o in outputs]
+
+    def _run(self, x: np.ndarray) -> list:
+        try:
+            return self.session.run(None, {self.input.name: x})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no base but Exception
+            text = " ".join(str(e).split())
+            if len(text) > RUN_MESSAGE_CHARS:
+                text = text[:RUN_MESSAGE_CHARS] + " ..."
+            raise ModelRunFailed(text) from None
 
 
 def model_sha256(path: Path) -> str:

@@ -40,12 +40,13 @@ def measure(image: Image.Image) -> tuple[float, float, float]:
     return float(gray.mean()), float(gray.std()), blur
 
 
-def measure_all(paths: list[str], sources: list[str], threads: int) -> np.ndarray:
-    """[N, 3] brightness, contrast, blur of every image, decoded in `threads` threads."""
+def measure_all(paths: list[str], sources: list[str], threads: int, exif: str = "apply") -> np.ndarray:
+    """[N, 3] brightness, contrast, blur of every image, decoded in `threads` threads (upright
+    by its EXIF orientation when `exif` is "apply")."""
     values = np.empty((len(paths), len(NAMES)), np.float64)
 
     def one(i: int) -> None:
-        with open_image(paths[i], sources[i]) as image:
+        with open_image(paths[i], sources[i], exif) as image:
             values[i] = measure(image)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-properties") as pool:

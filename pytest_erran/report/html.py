@@ -37,7 +37,7 @@ def render_html(evaluation, *, per_section: int = 48, created: str | None = None
     analysis = getattr(evaluation, "analysis", None)
     sections = galleries(evaluation, rows, per_section, analysis)
     anchors = {g.bucket: g.id for g in sections if g.kind == "missed"}
-    thumbnails = _Thumbnails()
+    thumbnails = _Thumbnails(evaluation.settings.exif)
     thumbnails.prepare([item for g in sections for item in g.items])
     body = [
         _header(evaluation, created),
@@ -76,7 +76,8 @@ class _Thumbnails:
     """Each image encoded once, however many sections show it; decoded and encoded in threads
     (Pillow lets go of the GIL), each kept under its item's key, so the order is still fixed."""
 
-    def __init__(self):
+    def __init__(self, exif: str):
+        self.exif = exif  # images are drawn upright as the model saw them, boxes included
         self.done: dict[str, object] = {}
 
     def prepare(self, items) -> None:
@@ -86,13 +87,13 @@ class _Thumbnails:
 
         unique = list({item.key: item for item in items}.values())
         with ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="erran-thumbnails") as pool:
-            futures = [(item.key, pool.submit(thumbnail, item.path, item.source, item.marks)) for item in unique]
+            futures = [(item.key, pool.submit(thumbnail, item.path, item.source, item.marks, self.exif)) for item in unique]
             for key, future in futures:  # the first failing item, in page order, is the error
                 self.done[key] = future.result()
 
     def get(self, item):
         if item.key not in self.done:
-            self.done[item.key] = thumbnail(item.path, item.source, item.marks)
+            self.done[item.key] = thumbnail(item.path, item.source, item.marks, self.exif)
         return self.done[item.key]
 
 

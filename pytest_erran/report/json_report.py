@@ -5,18 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..files import portable_path
-from ..vocabulary import Metric, TaskName
+from ..vocabulary import Metric, Outcome, TaskName
 
 REPORT_VERSION = 1
 
 
 def report_document(evaluation) -> dict:
-    from .. import __version__
-
     document = {
-        "erran_report": REPORT_VERSION,
-        "erran_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_stamp(),
+        "evaluated": True,
         "task": evaluation.task,
         "model": evaluation.model,
         "data": evaluation.data,
@@ -32,6 +29,20 @@ def report_document(evaluation) -> dict:
             **evaluation.drift,
         }
     return document
+
+
+def error_document(message: str) -> dict:
+    """What the report path holds when a run did not evaluate (bad input, a crash, or a run not
+    finished yet): never the previous run's report, which a CI step would ship as this run's.
+    It has no `requirements`, so no reader can take it for a run whose requirements all held."""
+    return {**_stamp(), "evaluated": False, "error": message}
+
+
+def _stamp() -> dict:
+    from .. import __version__
+
+    return {"erran_report": REPORT_VERSION, "erran_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _bucket(result) -> dict:
@@ -67,7 +78,7 @@ def _requirement(verdict) -> dict:
         "max_drop": requirement.max_drop,
         "gate": requirement.gate,
         "value": verdict.value,
-        "passed": verdict.passed,
+        "passed": None if verdict.outcome == Outcome.NOT_RUN else verdict.passed,
         "outcome": verdict.outcome,
         "message": verdict.message,
         **({"positives_needed": verdict.needed} if verdict.needed else {}),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from ..analysis.gate import FAILED, INCONCLUSIVE, PASSED, REGRESSED, SKIPPED, TOO_SMALL
+from ..analysis.gate import FAILED, INCONCLUSIVE, NOT_RUN, PASSED, REGRESSED, SKIPPED, TOO_SMALL
 from ..vocabulary import METRICS, GateMode, Metric, TaskName, format_threshold
 
 SHOWN_MISSES = 5
 STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",
-               INCONCLUSIVE: "inconclusive", PASSED: "passed", SKIPPED: "not compared"}
+               INCONCLUSIVE: "inconclusive", PASSED: "passed", SKIPPED: "not compared", NOT_RUN: "not run"}
 MARKUP = {FAILED: {"red": True, "bold": True}, REGRESSED: {"red": True, "bold": True},
           TOO_SMALL: {"yellow": True}, INCONCLUSIVE: {"yellow": True}, PASSED: {"green": True},
           SKIPPED: {"yellow": True}}
@@ -68,7 +68,7 @@ class Row:
     def __init__(self, result, verdicts):
         self.result = result
         self.verdicts = verdicts
-        order = [FAILED, REGRESSED, TOO_SMALL, INCONCLUSIVE, SKIPPED, PASSED]
+        order = [FAILED, REGRESSED, TOO_SMALL, INCONCLUSIVE, SKIPPED, PASSED, NOT_RUN]
         self.status = min((v.outcome for v in verdicts), key=order.index) if verdicts else None
 
     @property
@@ -101,7 +101,7 @@ class Row:
             return (0, -self.newly_missed, -self.shortfall)
         if self.status in (INCONCLUSIVE, TOO_SMALL, SKIPPED):
             return (1, -self.newly_missed, 0.0)
-        return (2 if self.status else 3, 0, 0.0)
+        return (2 if self.status not in (None, NOT_RUN) else 3, 0, 0.0)
 
 
 def ranked_rows(evaluation) -> list[Row]:

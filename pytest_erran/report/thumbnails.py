@@ -43,8 +43,8 @@ class Thumbnail:
     zoomed: bool  # a crop around the marks, not the whole image
 
 
-def thumbnail(path: str, source: str, marks: tuple[Mark, ...] = ()) -> Thumbnail:
-    with open_image(path, source) as image:
+def thumbnail(path: str, source: str, marks: tuple[Mark, ...] = (), exif: str = "apply") -> Thumbnail:
+    with open_image(path, source, exif) as image:
         image = image.convert("RGB")
         image.load()
     region = _region(image.size, marks)

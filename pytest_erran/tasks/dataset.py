@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ErranError
+from ..files import not_a_file
 
 
 @dataclass
@@ -85,7 +86,7 @@ def check_images_exist(images: pd.DataFrame) -> None:
     missing = [path for path in dict.fromkeys(images["_path"]) if not os.path.isfile(path)]  # each file once
     if missing:
         row = int(np.flatnonzero((images["_path"] == missing[0]).to_numpy())[0])
-        raise ErranError(f"{images['_source'].iloc[row]}: image {missing[0]} does not exist; fix the path "
+        raise ErranError(f"{images['_source'].iloc[row]}: image {missing[0]} {not_a_file(missing[0])}; fix the path "
                          "or remove the row")
 
 

@@ -70,21 +70,32 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
 
 def _image_folder(root: Path) -> tuple[pd.DataFrame, str]:
     """`root/<class>/.../<image>`, the torchvision ImageFolder layout (subfolders of a class
-    belong to it), sorted for a stable order. An image outside any class folder is an error."""
+    belong to it, symlinked ones too), sorted for a stable order. Files whose suffix is no
+    image format PIL reads are not images; every image is evaluated or refused, never skipped:
+    one outside any class folder, a hidden one (or in a hidden folder), a broken symlink and a
+    folder reached twice through links are errors."""
     from PIL import Image
 
     suffixes = set(Image.registered_extensions())  # every format PIL can read
-    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                   and not p.name.startswith("."))
     if stray:
         raise ErranError(f"{root / stray[0]}: an image outside any class folder; an ImageFolder dev "
                          f"set is laid out as {root}/<class>/<image>: move it into its class folder")
     rows = []
     digest = hashlib.sha256()
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.rglob("*")):
+    seen: dict[str, str] = {}  # real folder -> the path it was first reached by
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in _files(class_dir, seen):
             relative = path.relative_to(root).as_posix()
-            if path.suffix.lower() not in suffixes or not path.is_file() or "/." in f"/{relative}":
-                continue  # not an image (or hidden)
+            if path.suffix.lower() not in suffixes:
+                continue  # not an image
+            if "/." in f"/{relative}":
+                raise ErranError(f"{path}: a hidden image (or one in a hidden folder) in the ImageFolder "
+                                 f"{root}; it is neither evaluated nor skipped silently: rename it to "
+                                 f"evaluate it, or move it out of {root}")
+            if not path.is_file():
+                raise ErranError(f"{path}: a symlink to nothing; fix the link or remove it")
             digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
             rows.append({"id": relative, "image": relative, "label": class_dir.name, "tags": (),
                          "_path": str(path.resolve()), "_source": str(path)})
@@ -93,3 +104,19 @@ def _image_folder(root: Path) -> tuple[pd.DataFrame, str]:
             f"{root}: no images found; an ImageFolder dev set is laid out as {root}/<class>/<image>"
         )
     return pd.DataFrame(rows), digest.hexdigest()
+
+
+def _files(class_dir: Path, seen: dict[str, str]) -> list[Path]:
+    """Every file under `class_dir`, following symlinked folders (os.walk does not by default,
+    and a class's images would silently go missing). A folder reached twice, by a link loop or
+    by two links to it, is an error: its images would be counted twice."""
+    found = []
+    for folder, folders, files in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise ErranError(f"{folder}: the same folder as {seen[real]} (a symlink loop, or two "
+                             "links to one folder), so its images would count twice; remove one link")
+        seen[real] = folder
+        folders.sort()
+        found.extend(Path(folder) / name for name in files)
+    return sorted(found)

@@ -165,7 +165,10 @@ def predicted_labels(pred: ClassScores, classes: tuple[str, ...], thresholds: di
 
 def apply_thresholds(names: np.ndarray, scores: np.ndarray | None, thresholds: dict[str, float],
                      negative: str | None, source: str) -> np.ndarray:
-    """A prediction whose class has a threshold its score falls below becomes `negative`."""
+    """A prediction whose class has a threshold its score falls below becomes `negative`:
+    `score >= threshold` keeps it. The threshold is taken in the scores' own precision, so a
+    model's float32 score of exactly 0.7 meets 0.7, as the same score in a predictions file does
+    (float32(0.7) is a hair below the float64 0.7)."""
     if not thresholds:
         return names
     if scores is None:
@@ -174,5 +177,6 @@ def apply_thresholds(names: np.ndarray, scores: np.ndarray | None, thresholds: d
     if negative is None:
         raise ErranError("class_thresholds need `negative`: the class a prediction below its "
                          "threshold becomes")
-    limits = np.array([thresholds.get(str(name), -np.inf) for name in names])
-    return np.where(scores < limits, negative, names)
+    scores = np.asarray(scores)
+    limits = np.array([thresholds.get(str(name), -np.inf) for name in names]).astype(scores.dtype)
+    return np.where(scores >= limits, names, negative)

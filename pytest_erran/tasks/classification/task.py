@@ -7,9 +7,11 @@ import numpy as np
 from ...errors import ErranError
 from ...inference.exporters import Export
 from ...inference.images import NATIVE
+from ...inference.cache import arrays_like
 from ...units import ClassScores, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
+from ..broken_outputs import NonFinite, broken_model, check_finite
 from ..dataset import Dataset
 from . import outputs
 from .data import load_classification
@@ -36,20 +38,33 @@ class ClassificationTask:
 
 def _with_model(context: Context) -> TaskResult:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
-    prep = model.preprocess((context.export or Export()).preprocess_config(settings.preprocess))
+    prep = model.preprocess((context.export or Export()).preprocess_config(settings.preprocess), settings.exif)
     read, where, output = _output_reader(context, prep)
     images = dataset.images
     paths, sources = images["_path"].tolist(), images["_source"].tolist()
 
     def compute() -> dict[str, np.ndarray]:
-        parts = [read(batch) for batch in context.batches(model, paths, sources, prep)]
+        parts = []
+        for batch in context.batches(model, paths, sources, prep):
+            part = read(batch)
+            try:
+                check_finite(part.scores, "scores")
+            except NonFinite as e:
+                raise broken_model(where, e, images, batch.start) from None
+            parts.append(part)
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:
             arrays["scores"] = joined.scores
         return arrays
 
-    arrays, from_cache = context.cache.arrays(compute, prep=prep.key(), output=output, classes=classes)
+    def valid(arrays: dict[str, np.ndarray]) -> bool:
+        n, c = len(paths), len(classes)
+        return arrays_like(arrays, {"index": ("int64", (n,)), "scores": ("float32", (n, c))},
+                           optional=("scores",)) and bool(((arrays["index"] >= 0) & (arrays["index"] < c)).all())
+
+    arrays, from_cache = context.cache.arrays(compute, valid=valid, prep=prep.key(), output=output,
+                                              classes=classes)
     scores = arrays.get("scores")
     prediction = ClassScores(arrays["index"], None if scores is None else outputs.as_probabilities(scores))
     names, top = outputs.predicted_labels(prediction, classes, settings.class_thresholds, settings.negative)

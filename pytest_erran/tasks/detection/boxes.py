@@ -32,6 +32,10 @@ def coco_boxes(bboxes: list, sources: Callable[[int], str], what: str) -> np.nda
             if not fine:
                 raise ErranError(f"{sources(i)}: bbox {box!r} is not 4 numbers; {what} boxes "
                                  "are [x, y, width, height]")
+    flag = next((i for i, box in enumerate(bboxes) if any(isinstance(v, bool) for v in box)), None)
+    if flag is not None:  # np.array would read JSON true as 1.0
+        raise ErranError(f"{sources(flag)}: bbox {bboxes[flag]!r} holds a boolean; give 4 numbers "
+                         "[x, y, width, height]")
     bad = np.flatnonzero(~np.isfinite(xywh).all(axis=1))
     if len(bad):
         raise ErranError(f"{sources(bad[0])}: bbox {bboxes[bad[0]]!r} holds a missing or "

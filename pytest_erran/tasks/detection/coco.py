@@ -21,7 +21,12 @@ COCO_OBJECT_KEYS = {"image_id", "category_id", "bbox", "iscrowd", "attributes"} 
 
 
 def map_categories(categories: list, mapping: dict, sources: list[str], problem: str) -> pd.Series:
-    """category_id of each record through `mapping`; one not in it is an error naming its record."""
+    """category_id of each record through `mapping`; one not in it is an error naming its record.
+    A boolean is refused: JSON `true` would otherwise equal category 1."""
+    flag = next((i for i, c in enumerate(categories) if isinstance(c, bool)), None)
+    if flag is not None:
+        raise ErranError(f"{sources[flag]}: category_id {str(categories[flag]).lower()} is a boolean; "
+                         "give the category's integer id")
     mapped = pd.Series(categories, dtype=object).map(mapping)
     unknown = np.flatnonzero(mapped.isna().to_numpy())
     if len(unknown):
@@ -87,6 +92,11 @@ def _coco_objects(path: Path, records: list, images: pd.DataFrame, name_of: dict
     labels = map_categories(column(records, "category_id"), name_of, sources,
                             f"is not in 'categories' (ids {sorted(name_of)}); fix it or add the category")
     boxes = coco_boxes(column(records, "bbox"), sources.__getitem__, "COCO")
+    flat = np.flatnonzero((boxes[:, 2] == boxes[:, 0]) | (boxes[:, 3] == boxes[:, 1]))
+    if len(flat):  # no prediction can reach IoU 0.5 with it: a permanent miss
+        row = flat[0]
+        raise ErranError(f"{sources[row]}: bbox {records[row]['bbox']!r} has zero width or height; "
+                         "give the object's [x, y, width, height]")
     tags = [parse_tags(r.get("tags")) for r in records] if any_has(records, "tags") else [()] * len(records)
     crowd = np.array([r.get("iscrowd", 0) for r in records], dtype=object).astype(bool)
     metadata = _metadata(records, COCO_OBJECT_KEYS)

@@ -11,14 +11,16 @@ computes, e.g. `label`) are dropped so they can never hide erran's own.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ...errors import ErranError
+from ...inference.batches import default_threads
+from ...inference.images import image_size, open_image_header, orientation
 from ...tables import numbers
 from ..dataset import Dataset, check_images_exist, file_sha256, select_split
 from .boxes import BOX, CROWD_COLUMNS
@@ -34,16 +36,23 @@ class DetectionDataset(Dataset):
     category_ids: dict[str, int] = field(default_factory=dict)  # class -> COCO category id
 
 
-def load_detection(path: Path, split: str) -> DetectionDataset:
+def load_detection(path: Path, split: str, exif: str = "apply", threads: int | None = None) -> DetectionDataset:
     """A COCO JSON (.json) or an object table as a dataset of objects, crowd boxes apart.
 
-    Classes: COCO category names by category id; for a table, its sorted non-empty labels.
+    Classes: COCO category names by category id. A table defines no class order (`classes`
+    in the config does, or the model's metadata); its category ids, for a COCO results file,
+    are 1..C in the sorted order of its labels. Image sizes are read from every image's header
+    (`exif` says whether turned upright first): a declared width or height must agree.
     """
+    if path.is_dir():
+        raise ErranError(f"{path}: is a directory; a detection dev set is a COCO JSON (.json) or an "
+                         "object table (.csv, .jsonl, .parquet): point `data` at the file")
     if path.suffix.lower() == ".json":
         images, objects, classes, category_ids = read_coco(path)
     else:
-        images, objects, classes = read_object_table(path)
-        category_ids = {name: i + 1 for i, name in enumerate(classes)}  # documented: 1..C
+        images, objects = read_object_table(path)
+        classes = None  # a model's output order is not the alphabet: the config must say it
+        category_ids = {name: i + 1 for i, name in enumerate(sorted(set(objects["label"])))}  # 1..C
     everything = images[["id", "image"]]
     if images.empty:
         raise ErranError(f"{path}: the dev set has no images; add images (and their objects)")
@@ -52,39 +61,49 @@ def load_detection(path: Path, split: str) -> DetectionDataset:
     # normpath rather than Path.resolve: no system call per image (100k images load in seconds).
     images["_path"] = [os.path.normpath(os.path.join(base, image)) for image in images["image"]]
     check_images_exist(images)
-    _fill_sizes(images)
+    _fill_sizes(images, exif, threads or default_threads())
     units, crowd = _units(images, objects)
     return DetectionDataset(path=path, images=images, units=units, sha256=file_sha256(path),
                             all_ids=set(everything["id"]), all_images=set(everything["image"]),
                             classes=classes, crowd=crowd, category_ids=category_ids)
 
 
-def _fill_sizes(images: pd.DataFrame) -> None:
-    """width and height as floats; those not given are read from the image's header."""
+def _fill_sizes(images: pd.DataFrame, exif: str, threads: int) -> None:
+    """width and height as floats, read from every image's header (in threads): a declared size
+    that disagrees with the file would make every edge_distance and area_fraction wrong."""
+    sources = images["_source"].tolist()
+    declared = {}
     for column in ("width", "height"):
         given = images[column] if column in images.columns else pd.Series(np.nan, index=images.index)
-        images[column] = numbers(given, images["_source"].tolist(),
-                                 f"{{source}}: {column} {{value!r}} is not a number; give the "
-                                 "image size in pixels", required=False)
-    unknown = np.flatnonzero((images["width"].isna() | images["height"].isna()).to_numpy())
-    if len(unknown):
-        sizes = np.array([_image_size(images["_path"][row], images["_source"][row])
-                          for row in unknown], dtype=float)
-        images.loc[unknown, "width"], images.loc[unknown, "height"] = sizes[:, 0], sizes[:, 1]
-    bad = np.flatnonzero(~((images["width"] > 0) & (images["height"] > 0)).to_numpy())
-    if len(bad):
-        row = bad[0]
-        raise ErranError(f"{images['_source'][row]}: image size {images['width'][row]:g} x "
-                         f"{images['height'][row]:g} must be positive")
+        declared[column] = numbers(given, sources, f"{{source}}: {column} {{value!r}} is not a number; "
+                                   "give the image size in pixels", required=False)
+    paths = images["_path"].tolist()
+
+    def read(rows) -> list[tuple[int, int]]:
+        return [image_size(paths[i], sources[i], exif) for i in rows]
+
+    # One task per thread: a header takes tens of microseconds, about what a task costs the pool.
+    chunks = np.array_split(np.arange(len(paths)), max(1, min(threads, len(paths))))
+    with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="erran-sizes") as pool:
+        actual = np.array([size for part in pool.map(read, chunks) for size in part],
+                          dtype=float).reshape(-1, 2)
+    for k, column in enumerate(("width", "height")):
+        given = declared[column]
+        wrong = np.flatnonzero(~np.isnan(given) & (given != actual[:, k]))
+        if len(wrong):
+            row = wrong[0]
+            width, height = actual[row]
+            turned = (" (turned upright by its EXIF orientation; exif = \"ignore\" reads the pixels as "
+                      "stored)" if exif == "apply" and _quarter_turned(paths[row], sources[row]) else "")
+            raise ErranError(f"{sources[row]}: {column} = {given[row]:g}, but {images['image'][row]} is "
+                             f"{width:g} x {height:g} pixels{turned}; fix width and height, or leave "
+                             "them out to have them read from the image")
+        images[column] = actual[:, k]
 
 
-def _image_size(path: str, source: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:  # opening reads the header only, not the pixels
-            return image.size
-    except OSError as e:
-        raise ErranError(f"{source}: cannot read the size of {path}: {e}; give width and "
-                         "height") from None
+def _quarter_turned(path: str, source: str) -> bool:
+    with open_image_header(path, source) as image:
+        return orientation(image) in (5, 6, 7, 8)
 
 
 def _units(images: pd.DataFrame, objects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,6 +116,14 @@ def _units(images: pd.DataFrame, objects: pd.DataFrame) -> tuple[pd.DataFrame, p
     image = images.iloc[objects["_image_index"].to_numpy()].reset_index(drop=True)
     w, h = image["width"].to_numpy(float), image["height"].to_numpy(float)
     x1, y1, x2, y2 = (objects[c].to_numpy(float) for c in BOX)
+    # A box partly outside its image is kept as written (COCOeval keeps it; its edge_distance is
+    # then negative); one wholly outside can never be found, and is an annotation error.
+    outside = np.flatnonzero((x2 <= 0) | (y2 <= 0) | (x1 >= w) | (y1 >= h))
+    if len(outside):
+        row = outside[0]
+        raise ErranError(f"{objects['_source'][row]}: the box x1 {x1[row]:g}, y1 {y1[row]:g}, x2 "
+                         f"{x2[row]:g}, y2 {y2[row]:g} lies wholly outside its image "
+                         f"({w[row]:g} x {h[row]:g}); fix the box, or the image's width and height")
     objects["edge_distance"] = np.minimum.reduce([x1 / w, y1 / h, (w - x2) / w, (h - y2) / h])
     objects["area_fraction"] = (x2 - x1) * (y2 - y1) / (w * h)
     # An image's tags hold for each of its objects.

@@ -18,7 +18,7 @@ TABLE_TEXT = ("id", "image", "label", "tags", "split")
 TABLE_KEYS = {"id", "image", "label", *BOX, "tags", "width", "height", "_source"}
 
 
-def read_object_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+def read_object_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame, sources = read_table(path, TABLE_TEXT)
     missing = [c for c in ("image", "label", *BOX) if c not in frame.columns]
     if missing:
@@ -37,8 +37,7 @@ def read_object_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str
     metadata = [c for c in frame.columns if is_metadata(frame[c], TABLE_KEYS)]
     images = _table_images(path, frame, metadata)
     objects = _table_objects(frame[is_object].reset_index(drop=True), metadata)
-    classes = tuple(sorted(set(objects["label"])))
-    return images, objects, classes
+    return images, objects
 
 
 def _table_boxes(frame: pd.DataFrame, is_object: np.ndarray) -> None:
@@ -53,13 +52,18 @@ def _table_boxes(frame: pd.DataFrame, is_object: np.ndarray) -> None:
             raise ErranError(f"{frame['_source'][stray[0]]}: a box without a label; give the "
                              "label, or leave x1..y2 empty for an image without objects")
         frame[column] = values
-    for low, high in (("x1", "x2"), ("y1", "y2")):
+    for low, high, side in (("x1", "x2", "width"), ("y1", "y2", "height")):
         inverted = np.flatnonzero((frame[high] < frame[low]).to_numpy())
         if len(inverted):
             row = inverted[0]
             raise ErranError(f"{frame['_source'][row]}: {high} ({frame[high][row]}) < {low} "
                              f"({frame[low][row]}); boxes are corners x1, y1, x2, y2, "
                              "not x, y, width, height")
+        flat = np.flatnonzero((frame[high] == frame[low]).to_numpy())
+        if len(flat):  # no prediction can reach IoU 0.5 with it: a permanent miss
+            row = flat[0]
+            raise ErranError(f"{frame['_source'][row]}: the box has zero {side} ({low} = {high} = "
+                             f"{frame[low][row]:g}); give the object's corners x1, y1, x2, y2")
 
 
 def _table_images(path: Path, frame: pd.DataFrame, metadata: list[str]) -> pd.DataFrame:
@@ -97,12 +101,29 @@ def _table_size(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series(values, index=frame.index)
 
 
+def derived_ids(rows: pd.DataFrame) -> pd.Series:
+    """An object's id when the table gives none: its image, box and label
+    ("images/a.png#10,20,30.5,40#dent"), so that editing other rows never changes it (a baseline
+    pairs units by id); exact duplicates are told apart by their order ("...#dent#2")."""
+    corners = [rows[c].map(_number) for c in BOX]
+    ids = rows["image"] + "#" + corners[0] + "," + corners[1] + "," + corners[2] + "," + corners[3] \
+        + "#" + rows["label"]
+    repeat = ids.groupby(ids, sort=False).cumcount()
+    return ids.where(repeat == 0, ids + "#" + (repeat + 1).astype(str)).astype(object)
+
+
+def _number(value: float) -> str:
+    """The shortest text that reads back as the same float: 10.0 -> "10", 0.1 -> "0.1"."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _table_objects(rows: pd.DataFrame, metadata: list[str]) -> pd.DataFrame:
     number = (rows.groupby("image", sort=False).cumcount() + 1).astype(str)
     given = rows["id"] if "id" in rows.columns else pd.Series("", index=rows.index, dtype=object)
     named = given != ""
     objects = pd.DataFrame({
-        "id": given.where(named, rows["image"] + "#" + number).astype(object),
+        "id": given.where(named, derived_ids(rows[~named]).reindex(rows.index)).astype(object),
         "image_id": rows["image"], "label": rows["label"],
         **{c: rows[c] for c in BOX},
         "tags": rows["tags"], "_crowd": False, "_source": rows["_source"],

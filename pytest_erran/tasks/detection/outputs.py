@@ -32,6 +32,7 @@ from ...inference.images import (
     check_size,
     letterbox_geometry,
 )
+from ..broken_outputs import NonFinite, check_finite
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [k, 4], scores [k], labels [k]
 
@@ -65,6 +66,8 @@ def boxes_scores_labels(
     scores, labels = _squeeze_last(scores, boxes, "scores"), _squeeze_last(labels, boxes, "labels")
     batch, rows = boxes.shape[:2]
     counts = _num_detections(roles.get("num"), batch, rows)
+    for i, n in enumerate(counts):  # a NaN label would be cast to a huge negative index
+        check_finite(labels[i, :n], "labels", row=i)
     return [
         (
             boxes[i, :n].astype(np.float32),
@@ -457,9 +460,14 @@ def decode_batch(name: str, adapter: Callable, batch, names: list[str], prep, op
     """One batch of model outputs -> flat arrays of detections in each image's own pixels."""
     outputs = dict(zip(names, batch.outputs))
     num_classes = len(options.classes)
+    if name == "yolo":  # NaN scores would fall below the score floor unseen
+        raw = np.asarray(next(iter(outputs.values())))
+        check_finite(raw, f"its raw output {list(raw.shape)}", row=None if raw.ndim == 3 else 0)
     if name in ADAPTERS:
         try:
             per_image = adapter(outputs, options)
+        except NonFinite:
+            raise
         except ValueError as e:
             raise ErranError(f"{where}: the outputs do not fit the '{name}' adapter: {e}") from None
     else:
@@ -469,6 +477,8 @@ def decode_batch(name: str, adapter: Callable, batch, names: list[str], prep, op
                          f"{batch.stop - batch.start}")
     parts = {key: [] for key in EMPTY}
     for offset, (boxes, scores, labels) in enumerate(per_image):
+        check_finite(boxes, "boxes", row=offset)
+        check_finite(scores, "scores", row=offset)
         outside = labels[(labels < 0) | (labels >= num_classes)]
         if len(outside):
             raise ErranError(f"{where}: predicts class index {int(outside[0])}, but there are "

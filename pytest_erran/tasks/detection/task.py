@@ -8,9 +8,11 @@ import pandas as pd
 from ...errors import ErranError
 from ...inference.exporters import Export
 from ...inference.images import NATIVE
+from ...inference.cache import arrays_like
 from ...units import BOX, Detections, Match, PrecisionCounts, TaskResult
 from ...vocabulary import ALL, TaskName
 from .. import AdapterOptions, Context, adapter_identity
+from ..broken_outputs import NonFinite, broken_model
 from . import outputs
 from .data import DetectionDataset, load_detection
 from .matching import match_detections, per_class_counts
@@ -24,7 +26,7 @@ class DetectionTask:
         if settings.negative is not None:
             raise ErranError("`negative` is for classification: in detection every ground-truth "
                              "object is a defect; remove it")
-        return load_detection(settings.data, settings.split)
+        return load_detection(settings.data, settings.split, settings.exif, settings.threads)
 
     def check(self, settings, dataset: DetectionDataset, classes: tuple[str, ...]) -> None:
         unknown = sorted(set(dataset.crowd["label"]) - set(classes))
@@ -48,7 +50,7 @@ def score_thresholds(settings, classes: tuple[str, ...]) -> np.ndarray:
 def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     settings, model, dataset, classes = context.settings, context.model, context.dataset, context.classes
     export = context.export or Export()
-    prep = model.preprocess(export.preprocess_config(settings.preprocess))
+    prep = model.preprocess(export.preprocess_config(settings.preprocess), settings.exif)
     name = outputs.choose_adapter(settings.output, model, context.adapters, export, len(classes))
     if name == "torchvision":
         _check_label_order(settings, dataset, classes, export)
@@ -62,13 +64,27 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
     options = AdapterOptions(classes, input_size, floor, settings.nms_iou)
 
     def compute() -> dict[str, np.ndarray]:
-        return outputs.concat([
-            outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
-            for batch in context.batches(model, paths, sources, prep)])
+        chunks = []
+        for batch in context.batches(model, paths, sources, prep):
+            try:
+                chunks.append(outputs.decode_batch(name, adapter, batch, model.output_names, prep, options,
+                                                   str(settings.model)))
+            except NonFinite as e:
+                raise broken_model(f"{settings.model}: output adapter '{name}'", e, images,
+                                   batch.start) from None
+        return outputs.concat(chunks)
+
+    def valid(arrays: dict[str, np.ndarray]) -> bool:
+        if not arrays_like(arrays, {"image": ("int64", (None,)), "label": ("int64", (None,)),
+                                    "box": ("float32", (None, 4)), "score": ("float32", (None,))}):
+            return False
+        image, label = arrays["image"], arrays["label"]
+        return (len({len(a) for a in arrays.values()}) == 1 and bool(((image >= 0) & (image < len(paths))).all())
+                and bool(((label >= 0) & (label < len(classes))).all()))
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
-    predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
-                                                   nms_iou=settings.nms_iou, classes=classes)
+    predictions, from_cache = context.cache.arrays(compute, valid=valid, prep=prep.key(), adapter=identity,
+                                                   floor=floor, nms_iou=settings.nms_iou, classes=classes)
     return predictions, 0 if from_cache else len(paths)
 
 
