@@ -268,8 +268,6 @@ def test_torchvision_labels_need_classes_when_category_ids_are_not_1_to_c(tmp_pa
             preprocess={"size": [128, 128]})
 
 
-@pytest.mark.xfail(strict=False, reason="needs branch `gate` (issue 8): onnxruntime failures retried "
-                                        "one image at a time and named; turns green once both merge")
 def test_an_image_onnxruntime_fails_on_is_named(project):
     for name in ("model.onnx", "dev.json"):
         shutil.copy(EXPORTS / "torchvision_detect" / name, project.path / name)
