@@ -6,9 +6,10 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .images import Preprocess, decode_into
 from .onnx_model import OnnxModel
@@ -32,9 +33,12 @@ def default_threads() -> int:
 
 
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
-                batch_size: int, threads: int) -> Iterator[Batch]:
+                batch_size: int, threads: int,
+                observe: Callable[[int, Image.Image], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
-    the number of images; decode threads fill the next batches while the model runs."""
+    the number of images; decode threads fill the next batches while the model runs.
+    `observe(i, image)`, when given, sees each decoded image in its decode thread (to measure
+    it from the same decode)."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -44,7 +48,8 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     starts = range(0, count, batch_size)
 
     def decode(i: int, slot: int, row: int) -> None:
-        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i])
+        seen = None if observe is None else (lambda image: observe(i, image))
+        sizes[slot][row] = decode_into(paths[i], buffers[slot][row], prep, sources[i], seen)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erran-decode") as pool:
         pending: deque = deque()

@@ -69,6 +69,20 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
         return arrays, False
 
 
+def peek_arrays(directory: Path | None, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays stored under `key`, or None (no cache, nothing stored, or a damaged entry)."""
+    if directory is None:
+        return None
+    target = directory / f"{key}.npz"
+    if not target.exists():
+        return None
+    try:
+        with np.load(target, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception:  # noqa: BLE001 - damaged: recomputed, never trusted
+        return None
+
+
 class PredictionCache:
     """The predictions of one model on one dev set; a key adds what else decides them
     (preprocessing, output adapter, classes...)."""

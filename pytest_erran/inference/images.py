@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +91,18 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str) -> tuple[int, int]:
+def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
+                observe: Callable[[Image.Image], None] | None = None) -> tuple[int, int]:
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
-    (width, height)."""
+    (width, height). `observe`, when given, sees the decoded image first (as RGB, full size), so
+    that measuring it costs no second decode."""
     with open_image(path, source) as image:
-        image = image.convert("L" if prep.channels == 1 else "RGB")
+        if observe is not None:
+            image = image.convert("RGB")
+            observe(image)
+        mode = "L" if prep.channels == 1 else "RGB"
+        if image.mode != mode:
+            image = image.convert(mode)
         size = image.size
         target = (prep.width, prep.height)
         if prep.resize == "letterbox":

@@ -40,6 +40,9 @@ class Context:
     model: "OnnxModel | None"  # None: settings.predictions is read instead
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
+    # observe(i, image): sees image i as the model's decode threads decode it, for measurements
+    # made from the same decode; pass it on to run_batches
+    observe: Callable | None = None
 
 
 @dataclass(frozen=True)

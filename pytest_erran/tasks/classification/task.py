@@ -52,7 +52,8 @@ def _with_model(context: Context) -> TaskResult:
     def compute() -> dict[str, np.ndarray]:
         threads = settings.threads or default_threads()
         parts = [outputs.interpret_output(read(batch), classes, where)
-                 for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)]
+                 for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
+                                          context.observe)]
         joined = outputs.concat(parts)
         arrays = {"index": joined.index}
         if joined.scores is not None:

@@ -59,7 +59,8 @@ def _with_model(context: Context) -> tuple[dict[str, np.ndarray], int]:
         threads = settings.threads or default_threads()
         return outputs.concat([
             outputs.decode_batch(name, adapter, batch, model.output_names, prep, options, str(settings.model))
-            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads)])
+            for batch in run_batches(model, paths, sources, prep, settings.batch_size, threads,
+                                     context.observe)])
 
     identity = name if name in outputs.ADAPTERS else adapter_identity(name, adapter)
     predictions, from_cache = context.cache.arrays(compute, prep=prep.key(), adapter=identity, floor=floor,
