@@ -20,7 +20,7 @@ from PIL import Image
 
 from ...errors import ErranError
 from ...tables import numbers
-from ..dataset import Dataset, check_images_exist, file_sha256, select_split
+from ..dataset import Dataset, check_images_exist, file_sha256, other_splits, select_split
 from .boxes import BOX, CROWD_COLUMNS
 from .coco import read_coco
 from .object_table import read_object_table
@@ -47,6 +47,7 @@ def load_detection(path: Path, split: str) -> DetectionDataset:
     everything = images[["id", "image"]]
     if images.empty:
         raise ErranError(f"{path}: the dev set has no images; add images (and their objects)")
+    others = other_splits(images, split)
     images = select_split(images, path, split).reset_index(drop=True)
     base = path.parent.resolve()
     # normpath rather than Path.resolve: no system call per image (100k images load in seconds).
@@ -54,9 +55,15 @@ def load_detection(path: Path, split: str) -> DetectionDataset:
     check_images_exist(images)
     _fill_sizes(images)
     units, crowd = _units(images, objects)
+    other_units = None
+    if others is not None:  # labels and geometry only: their pixels are never decoded here
+        others["_path"] = [os.path.normpath(os.path.join(base, image)) for image in others["image"]]
+        _fill_sizes(others)
+        other_units = _units(others, objects)[0]
     return DetectionDataset(path=path, images=images, units=units, sha256=file_sha256(path),
                             all_ids=set(everything["id"]), all_images=set(everything["image"]),
-                            classes=classes, crowd=crowd, category_ids=category_ids)
+                            classes=classes, crowd=crowd, category_ids=category_ids,
+                            other_images=others, other_units=other_units)
 
 
 def _fill_sizes(images: pd.DataFrame) -> None:
