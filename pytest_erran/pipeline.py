@@ -1,4 +1,9 @@
-"""The pipeline: config -> task.load -> properties -> buckets -> task.predict -> results -> verdicts.
+"""The pipeline: config -> task.load -> checks -> measurements -> buckets -> task.predict -> results
+-> verdicts -> error analysis.
+
+Image measurements (properties, fingerprints) come from the cache, else from the model's own
+decode threads (then the buckets that need them are built after prediction), else from a
+decode-only pass (measuring.py).
 
 It knows stages, not tasks: the task named in the settings loads the dev set and predicts, and
 everything after prediction works on the units table every task hands back (units.py).
@@ -15,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis import auto, coverage, error_analysis, review
 from .analysis import baseline as baseline_io
 from .analysis.buckets import (
     Bucket,
@@ -25,22 +31,18 @@ from .analysis.buckets import (
 )
 from .analysis.gate import Verdict, judge
 from .analysis.results import BucketResult, bucket_results
+from .analysis.stats import holm
 from .config import Settings
 from .errors import ErranError
 from .files import portable_path
-from .inference import properties
 from .inference.batches import default_threads
-from .inference.cache import (
-    PredictionCache,
-    cache_key,
-    cached_arrays,
-    files_fingerprint,
-)
+from .inference.cache import PredictionCache
 from .inference.onnx_model import OnnxModel
+from .measuring import MEASURED, Measuring
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
-from .units import ClassScores, Detections
-from .vocabulary import ALL, Metric, TaskName
+from .units import BOX, ClassScores, Detections
+from .vocabulary import ALL, AUTO_PREFIX, Metric, TaskName
 
 # conftest.py's pytest_erran_unit_columns, or a library caller's: (units, images, settings) ->
 # {column: values}, added to the units table before buckets are built.
@@ -60,6 +62,10 @@ class Evaluation:
     baseline: baseline_io.Baseline | None = None
     drift: dict | None = None  # shared / added / removed positives against the baseline
     timing: dict = field(default_factory=dict)
+    # The error analysis, JSON-able (docs/analysis.md): coverage, thresholds and duplicates when
+    # they apply; everything else with `analyze`. None when there is nothing to say.
+    analysis: dict | None = None
+    review: pd.DataFrame | None = None  # the review sheet's rows, when `misses` is set
 
     def bucket(self, name: str) -> BucketResult:
         if name not in self.buckets:
@@ -95,14 +101,27 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
         raise ErranError(f"no dev set: set `data` {where} or pass --erran-data PATH")
     dataset = task.load(settings)
     classes = _classes(settings, model, dataset)
+    if settings.causes is not None:  # a filled review sheet: its causes become tags
+        review.apply_causes(review.read_causes(settings.causes),
+                            [dataset.units] + ([dataset.other_units] if dataset.other_units is not None else []))
     # Everything that needs no predictions is checked before the model runs over every image.
     check_labels(dataset, classes)
     task.check(settings, dataset, classes)
+    has_boxes = all(column in dataset.units.columns for column in BOX)
     with _naming(settings):
-        check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
-    _add_image_properties(settings, dataset, cache_dir)
-    _add_unit_columns(settings, dataset, unit_columns)
-    buckets = _checked_buckets(settings, dataset, classes)
+        check_references(bucket_names(classes, settings.negative, settings.buckets) + auto.names(has_boxes),
+                         classes, settings)
+        _check_split_requests(settings, dataset)
+    threads = settings.threads or default_threads()
+    measuring = Measuring(settings, dataset, cache_dir)
+    buckets = None
+    if not measuring.pending:  # nothing to measure, or all of it cached: columns before the model
+        measuring.finish(threads)
+        measuring.add_columns()
+        _add_unit_columns(settings, dataset, unit_columns)
+        buckets = _checked_buckets(settings, dataset, classes)
+    elif not unit_columns:  # measured in the model's decode: catch a broken `where` before it
+        _precheck_wheres(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
 
@@ -112,44 +131,121 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     images = dataset.images
     cache = PredictionCache(cache_dir, identity["sha256"], dataset.sha256, images["id"].tolist(),
                             images["_path"].tolist())
-    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {})))
+    result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}),
+                                  observe=measuring.observe))
     finished = time.perf_counter()
+    if buckets is None:
+        measuring.finish(threads)  # what the model's decode did not measure (predictions from cache)
+        measuring.add_columns(result.units)
+        _add_unit_columns(settings, dataset, unit_columns)
+        _copy_new_columns(dataset.units, result.units)
+        buckets = _checked_buckets(settings, dataset, classes)
 
+    splits = _splits(dataset, measuring)
+    wanted = settings.analyzing or any(name.startswith(AUTO_PREFIX) for name in _required(settings))
+    thresholds = error_analysis.thresholds_for(settings, dataset.units, splits) if wanted else {}
+    auto_masks = auto.masks(dataset.units, thresholds)
+    buckets = _with_required_auto(settings, dataset, buckets, auto_masks)
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
                              len(dataset.images), baseline)
-    verdicts = [judge(r, results[r.bucket], settings.alpha, settings.confidence)
-                for r in settings.requirements]
+    measured = measuring.measured
+    analysis = error_analysis.analyse(error_analysis.Inputs(
+        settings=settings, classes=classes, units=result.units, images=dataset.images,
+        predictions=result.predictions, buckets=buckets, thresholds=thresholds, auto_masks=auto_masks,
+        baseline=baseline, others=splits, dhash=None if measured is None else measured.dhash,
+        pixels=None if measured is None else measured.pixels))
+    verdicts = _verdicts(settings, results, analysis)
     return Evaluation(
         settings=settings, classes=classes, dataset=dataset, model=identity, units=result.units,
         predictions=result.predictions, buckets=results, verdicts=verdicts, baseline=baseline,
         drift=_drift(results[ALL], baseline) if baseline else None,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
-                "images": len(dataset.images)},
+                "images": len(dataset.images), "analysis_s": time.perf_counter() - finished},
+        analysis=analysis.document or None, review=analysis.review,
     )
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> None:
-    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them.
-    They depend on the images alone, so they are cached apart from any model's predictions."""
-    wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
-    if not wanted:
+def _required(settings: Settings) -> list[str]:
+    return [r.bucket for r in settings.requirements]
+
+
+def _check_split_requests(settings: Settings, dataset: Dataset) -> None:
+    """min_train, require_coverage and forbid_leakage need the other splits' rows."""
+    coverage = settings.require_coverage or any(r.min_train is not None for r in settings.requirements)
+    asked = [key for key, on in (("min_train/require_coverage", coverage),
+                                 ("forbid_leakage", settings.forbid_leakage)) if on]
+    if not asked:
         return
-    images = dataset.images
-    paths, sources = images["_path"].tolist(), images["_source"].tolist()
+    if dataset.other_images is None:
+        raise ErranError(f"{' and '.join(asked)} compare splits, and {dataset.path} has no `split` column "
+                         "(COCO: a `split` key on each image); add one, or remove the setting")
+    splits = set(dataset.other_images["split"].astype(str)) | {settings.split}
+    if coverage and settings.train_split not in splits:
+        raise ErranError(f"min_train/require_coverage count positives in the split '{settings.train_split}', "
+                         f"and {dataset.path} has none (splits: {', '.join(sorted(splits))}); set "
+                         "`train_split` to the training split's name")
 
-    def make_key() -> str:
-        return cache_key(kind="properties", data=dataset.sha256, ids=images["id"].tolist(),
-                         files=files_fingerprint(paths))
 
-    def compute() -> dict[str, np.ndarray]:
-        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads())}
+def _precheck_wheres(settings: Settings, dataset: Dataset, classes: tuple[str, ...]) -> None:
+    """Each `where` evaluated once with the properties still to measure as blanks: a typo or a
+    broken query stops the run before the model decodes every image."""
+    blanks = {name: np.nan for name in MEASURED if name not in dataset.units.columns}
+    with _naming(settings):
+        build_buckets(dataset.units.assign(**blanks), classes, settings.negative, settings.buckets)
 
-    values = cached_arrays(cache_dir, make_key, compute)[0]["values"]
-    rows = dataset.units["_image_index"].to_numpy()
-    for name in wanted:
-        column = values[:, properties.NAMES.index(name)]
-        images[name] = column
-        dataset.units[name] = column[rows]
+
+def _copy_new_columns(source: pd.DataFrame, target: pd.DataFrame) -> None:
+    for column in source.columns:
+        if column not in target.columns:
+            target[column] = source[column].to_numpy()
+
+
+def _splits(dataset: Dataset, measuring: Measuring) -> error_analysis.Splits | None:
+    if dataset.other_units is None:
+        return None
+    measured = measuring.other_measured
+    return error_analysis.Splits(dataset.other_units, dataset.other_images,
+                                 None if measured is None else measured.dhash,
+                                 None if measured is None else measured.pixels)
+
+
+def _with_required_auto(settings: Settings, dataset: Dataset, buckets: dict[str, Bucket],
+                        masks: dict[str, np.ndarray]) -> dict[str, Bucket]:
+    """Automatic buckets a requirement names become buckets of the evaluation (with positives)."""
+    positive = positive_mask(dataset.units, settings.negative)
+    for name in sorted(set(_required(settings))):
+        if name.startswith(AUTO_PREFIX) and name not in buckets:
+            buckets[name] = Bucket(name, masks[name])
+            needs_positives = any(r.bucket == name and r.metric in (Metric.RECALL, Metric.DROP)
+                                  for r in settings.requirements)
+            if needs_positives and not (masks[name] & positive).any():
+                raise ErranError(f"{settings.source}: [[require]] bucket = '{name}': the bucket has no "
+                                 f"positives in {dataset.path}, so its recall means nothing; set its "
+                                 "threshold in [auto] or remove the requirement")
+    return buckets
+
+
+def _verdicts(settings: Settings, results: dict[str, BucketResult], analysis) -> list[Verdict]:
+    """Every requirement's verdict; the max_drop p-values are adjusted as one family (Holm)."""
+    family = {}
+    for requirement in settings.requirements:
+        result = results.get(requirement.bucket)
+        if requirement.max_drop is not None and result is not None and result.comparison is not None \
+                and result.comparison.delta is not None:
+            family[requirement.bucket] = result.comparison.regression_p
+    adjusted = holm(family) if settings.correction == "holm" and len(family) > 1 else {}
+    verdicts = []
+    for requirement in settings.requirements:
+        if requirement.metric in (Metric.COVERAGE, Metric.LEAKAGE):
+            verdicts.append(error_analysis.data_check_verdict(requirement, analysis, settings))
+            continue
+        verdict = judge(requirement, results[requirement.bucket], settings.alpha, settings.confidence,
+                        adjusted.get(requirement.bucket), len(family))
+        if requirement.min_train is not None:
+            verdict = coverage.with_min_train(verdict, coverage.train_positives(analysis.coverage, requirement.bucket),
+                                              settings.train_split)
+        verdicts.append(verdict)
+    return verdicts
 
 
 def _add_unit_columns(settings: Settings, dataset: Dataset, providers: Sequence[UnitColumns]) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..config import BucketSpec, Settings
 from ..errors import ErranError
-from ..vocabulary import ALL, BucketKind
+from ..vocabulary import ALL, AUTO_PREFIX, BucketKind
 
 
 @dataclass
@@ -36,6 +36,9 @@ def bucket_names(classes: tuple[str, ...], negative: str | None, specs: tuple[Bu
     """Every bucket name, checked for clashes, in a fixed order: all, classes, then custom."""
     names = [ALL] + [c for c in classes if c != negative]
     for spec in specs:
+        if spec.name.startswith(AUTO_PREFIX):
+            raise ErranError(f"[buckets.{spec.name}]: names starting with '{AUTO_PREFIX}' are the automatic "
+                             "buckets' (auto:dark, auto:edge, ...); rename it")
         if spec.name == ALL or spec.name in classes:
             what = "the bucket of all units" if spec.name == ALL else f"the bucket of class '{spec.name}'"
             raise ErranError(f"[buckets.{spec.name}]: '{spec.name}' is already {what}; rename it")
@@ -79,15 +82,20 @@ def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str |
         if cls != negative:
             buckets[cls] = Bucket(cls, labels == cls, BucketKind.CLASS)
     for spec in specs:
-        mask = np.ones(len(units), bool)
-        if spec.where is not None:
-            mask &= _where(units, spec)
-        if spec.tag is not None:
-            mask &= np.fromiter((spec.tag in tags for tags in units["tags"]), bool, len(units))
-        if spec.cls is not None:
-            mask &= labels == spec.cls
-        buckets[spec.name] = Bucket(spec.name, mask)
+        buckets[spec.name] = Bucket(spec.name, bucket_mask(units, spec))
     return buckets
+
+
+def bucket_mask(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
+    """The units in a configured bucket: every condition it gives holds."""
+    mask = np.ones(len(units), bool)
+    if spec.where is not None:
+        mask &= _where(units, spec)
+    if spec.tag is not None:
+        mask &= np.fromiter((spec.tag in tags for tags in units["tags"]), bool, len(units))
+    if spec.cls is not None:
+        mask &= units["label"].to_numpy() == spec.cls
+    return mask
 
 
 def _where(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
