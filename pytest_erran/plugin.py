@@ -49,6 +49,13 @@ OPTIONS = (
                             "help": "images per inference batch (default: `batch_size` in the config, else 16)."}),
     ("--erran-threads", {"metavar": "N", "type": _positive_int,
                          "help": "image decoding threads (default: `threads` in the config, else one per core)."}),
+    ("--erran-analyze", {"action": "store_true", "default": False,
+                         "help": "add the error analysis to the summary and the JSON report: buckets of "
+                                 "misses ranked, with the experiment to try (default: `analyze` in the "
+                                 "config, else off)."}),
+    ("--erran-misses", {"metavar": "PATH", "help": "write a review sheet (CSV) of up to `review` misses for "
+                                                   "a person to give causes (default: `misses` in the "
+                                                   "config, else none)."}),
 )
 
 

@@ -10,7 +10,7 @@ from .config import build_settings, find_config
 from .errors import ErranError
 
 OPTION_PATHS = {"model": "erran_model", "data": "erran_data", "predictions": "erran_predictions",
-                "report": "erran_report", "baseline": "erran_baseline"}
+                "report": "erran_report", "baseline": "erran_baseline", "misses": "erran_misses"}
 
 
 class ErranState:
@@ -20,6 +20,7 @@ class ErranState:
         self.evaluation = None
         self.saved_baseline: Path | None = None
         self.report_path: Path | None = None
+        self.review_path: Path | None = None
         self.problems: list[str] = []
 
     @classmethod
@@ -29,6 +30,7 @@ class ErranState:
         overrides = {key: _resolve(config, getattr(option, name)) for key, name in OPTION_PATHS.items()}
         overrides["batch_size"] = option.erran_batch_size
         overrides["threads"] = option.erran_threads
+        overrides["analyze"] = True if option.erran_analyze else None
         try:
             config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
             if config_path is None and not (overrides["model"] or overrides["predictions"]):
@@ -121,6 +123,13 @@ class ErranState:
             if report is not None:
                 write_json(report, report_document(self.evaluation))
                 self.report_path = report
+            misses = self.settings.misses
+            if misses is not None and self.evaluation.review is not None:
+                from .analysis.review import sheet_text
+                from .files import write_atomic
+
+                write_atomic(misses, sheet_text(self.evaluation.review))
+                self.review_path = misses
             if self.config.option.erran_save_baseline:
                 path = self.settings.baseline_path
                 save_evaluation(path, self.evaluation)
@@ -136,6 +145,12 @@ class ErranState:
         from .report.terminal import summary_lines
 
         lines = summary_lines(self.evaluation, self.saved_baseline, self.report_path)
+        if self.review_path is not None:
+            from .report.terminal import shown_path
+
+            shown = shown_path(self.review_path)
+            lines.insert(-1, (f"review sheet: {len(self.evaluation.review)} misses written to {shown}; fill its "
+                              f"`cause` column, then set causes = \"{shown}\" so they become tags", {}))
         return [(p, {"red": True, "bold": True}) for p in self.problems] + lines
 
 

@@ -2,7 +2,9 @@
 
 A threshold set in [auto] is used as given. An unset one is calibrated to the rig when the data
 has a train split: the train split's 5th percentile of the property (95th for `bright`), so a
-dark-background inspection line is not all "dark". Otherwise a documented default.
+dark-background inspection line is not all "dark". Otherwise a documented default. A unit is in
+the bucket when its value is at or below the threshold (at or above for `bright`): inclusive, so
+that a calibrated edge threshold of 0 (many train objects touch the border) still holds them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ RARE_DEFAULT = 0.05  # a class is rare below this share of the positives
 class AutoSpec:
     key: str  # its [auto] key; the bucket is "auto:<key>"
     column: str  # the property it thresholds
-    below: bool  # members lie below the threshold (above for `bright`)
+    below: bool  # members lie at or below the threshold (at or above for `bright`)
     percentile: float  # calibrated on train
     default: float
     objects: bool = False  # a property of detection objects (needs boxes)
@@ -55,20 +57,18 @@ class Threshold:
 
     def document(self) -> dict:
         return {"bucket": self.spec.bucket, "property": self.spec.column,
-                "operator": "<" if self.spec.below else ">", "value": self.value, "source": self.source,
+                "operator": self.operator, "value": self.value, "source": self.source,
                 **({"percentile": self.spec.percentile, "train_values": self.calibrated_on}
                    if self.source == "train" else {})}
 
-    def describe(self) -> str:
-        """'auto:dark = brightness < 41.3 (train p5 of 800)'"""
-        origin = {"config": "[auto]", "default": "default"}.get(
-            self.source, f"train p{self.spec.percentile:g} of {self.calibrated_on}")
-        return f"{self.spec.bucket} = {self.spec.column} {'<' if self.spec.below else '>'} {self.value:.4g} ({origin})"
+    @property
+    def operator(self) -> str:
+        return "<=" if self.spec.below else ">="
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, float)
         with np.errstate(invalid="ignore"):
-            inside = values < self.value if self.spec.below else values > self.value
+            inside = values <= self.value if self.spec.below else values >= self.value
         return inside & ~np.isnan(values)
 
 

@@ -11,7 +11,7 @@ from .suggestions import DRIFT_CAUSES, Suggestions
 
 
 def split_drift(evaluated: dict[str, np.ndarray], train: dict[str, np.ndarray], alpha: float,
-                statistic: float, suggestions: Suggestions) -> list[dict]:
+                statistic: float, suggestions: Suggestions, train_split: str = "train") -> list[dict]:
     """One entry per property both splits have values of."""
     out = []
     for name, values in evaluated.items():
@@ -27,6 +27,7 @@ def split_drift(evaluated: dict[str, np.ndarray], train: dict[str, np.ndarray], 
         cause = DRIFT_CAUSES.get(name)
         out.append({"property": name, "statistic": d, "p": p, "evaluated": len(here), "train": len(there),
                     "median_evaluated": float(np.median(here)), "median_train": float(np.median(there)),
+                    "train_split": train_split,
                     "flagged": flagged, "cause": cause,
                     "suggestions": suggestions.experiments(cause) if flagged and cause else []})
     return out
@@ -35,4 +36,4 @@ def split_drift(evaluated: dict[str, np.ndarray], train: dict[str, np.ndarray], 
 def describe(entry: dict) -> str:
     """'brightness: KS 0.42 (p = 1.2e-09), median 61.3 in dev vs 118 in train'"""
     return (f"{entry['property']}: KS {entry['statistic']:.2f} (p = {entry['p']:.2g}), median "
-            f"{entry['median_evaluated']:.3g} vs {entry['median_train']:.3g} in train")
+            f"{entry['median_evaluated']:.3g} vs {entry['median_train']:.3g} in {entry['train_split']}")

@@ -318,7 +318,8 @@ def _drift(inputs: Inputs, suggestions: Suggestions) -> list[dict]:
     for name in ("object_brightness", "object_contrast", "area_fraction"):
         if name in inputs.units.columns and name in train_units.columns:
             evaluated[name], train[name] = inputs.units[name].to_numpy(float), train_units[name].to_numpy(float)
-    return drift.split_drift(evaluated, train, settings.alpha, settings.drift_statistic, suggestions)
+    return drift.split_drift(evaluated, train, settings.alpha, settings.drift_statistic, suggestions,
+                             settings.train_split)
 
 
 def _next_steps(ranked: list[ranking.Ranked], document: dict, cover: dict | None,
@@ -330,6 +331,8 @@ def _next_steps(ranked: list[ranking.Ranked], document: dict, cover: dict | None
                      + suggestions.experiments("uncovered")[0])
     alpha = document["summary"]["alpha"]
     big = [e for e in ranked if not e.too_small and e.q < alpha and (e.lift is None or e.lift > 1)]
+    # a cause with a concrete experiment before a class or tag that only says "look at them"
+    big.sort(key=lambda e: e.extra["cause"] in ("review", "class"))
     for entry in big[:2]:
         tried = entry.extra["suggestions"][0] if entry.extra["suggestions"] else "look at its misses"
         steps.append(f"{entry.title} holds {entry.misses} of the {document['summary']['misses']} misses "

@@ -42,7 +42,7 @@ class Ranked:
     positives: int
     miss_rate: float
     share: float
-    lift: float | None  # None: the rest has no misses (or no positives)
+    lift: float | None  # None: infinite, the rest has no misses
     p: float
     q: float = 1.0
     too_small: bool = False
@@ -90,7 +90,7 @@ def rank(found: list[Candidate], positive: np.ndarray, hit: np.ndarray,
     for order, candidate in enumerate(found):
         members = candidate.mask & positive
         n = int(members.sum())
-        if n == 0:
+        if n == 0 or n == total:  # empty, or every positive (`all` again): nothing to compare
             continue
         key = np.packbits(members).tobytes()
         if key in distinct:  # the same positives under another name: one hypothesis
@@ -104,7 +104,7 @@ def rank(found: list[Candidate], positive: np.ndarray, hit: np.ndarray,
             name=candidate.name, kind=candidate.kind, cls=candidate.cls, part=candidate.part,
             members=members, missed=missed, misses=a, positives=n, miss_rate=a / n,
             share=a / total_misses if total_misses else 0.0,
-            lift=(a / n) / rest_rate if rest_rate else None,
+            lift=(a / n) / rest_rate if rest_rate else None,  # rest_rate > 0: n < total
             p=fisher_greater(a, n - a, rest_misses, rest - rest_misses),
             too_small=n < min_positives, order=order)
     examined = list(distinct.values())

@@ -2,8 +2,9 @@
 whatever their file format or name) and a 64-bit difference hash (near-identical ones).
 
 difference hash: the gray image area-averaged down to 9 x 8 pixels (each output pixel the mean
-of the input pixels it covers, fractions of a pixel weighted by their share), then per row the 8
-comparisons "right neighbour brighter than left", row by row, first bit the most significant.
+of the input pixels it covers, fractions of a pixel weighted by their share, rounded to 1e-6 so
+that equal means compare equal), then per row the 8 comparisons "right neighbour brighter than
+left", row by row, first bit the most significant.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def difference_hash(gray: np.ndarray) -> np.uint64:
     """The 64-bit difference hash of a 2-D gray image (see the module doc)."""
     gray = np.asarray(gray, np.float64)
     small = area_weights(gray.shape[0], HASH_HEIGHT) @ gray @ area_weights(gray.shape[1], HASH_WIDTH).T
+    small = np.round(small, 6)
     bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
     return np.frombuffer(np.packbits(bits).tobytes(), dtype=">u8").astype(np.uint64)[0]
 
