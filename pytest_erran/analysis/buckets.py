@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..config import BucketSpec, Settings
 from ..errors import ErranError
-from ..vocabulary import ALL, AUTO_PREFIX, BucketKind
+from ..vocabulary import ALL, AUTO_PREFIX, EVERY, BucketKind
 
 
 @dataclass
@@ -52,7 +52,7 @@ def check_references(names: list[str], classes: tuple[str, ...], settings: Setti
     negative = settings.negative
     if negative is not None and negative not in classes:
         raise ErranError(f"negative = '{negative}' is not one of the classes {list(classes)}")
-    for name in (r.bucket for r in settings.requirements):
+    for name in (r.bucket for r in settings.requirements if r.bucket != EVERY):  # data checks: no bucket
         if name == negative:
             raise ErranError(f"[[require]] bucket = '{name}': '{name}' is the negative class; recall "
                              "counts defects, so require it on a defect class or bucket")
@@ -69,6 +69,8 @@ def check_references(names: list[str], classes: tuple[str, ...], settings: Setti
         if name not in classes:
             raise ErranError(f"[class_thresholds] '{name}' is not one of the classes {list(classes)}")
     for requirement in settings.requirements:
+        if requirement.bucket == EVERY:
+            continue
         if bucket_kind(requirement.bucket, classes) not in requirement.spec.buckets:
             raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
                              "class's own bucket or 'all' (predictions have a class, not a bucket)")

@@ -53,6 +53,9 @@ def analyse(sweep: Sweep, target: float, target_source: str, threshold_key: str)
     if not np.isfinite(sweep.scores).all():
         entry["note"] = "no scores to sweep (labels only)"
         return entry
+    if entry["precision"] is not None and entry["precision"] >= target - 1e-12:
+        entry["note"] = f"precision already at or above the target {target:g}"
+        return entry
     found = lowest_threshold(sweep.scores, sweep.correct, target)
     if found is None:
         entry["note"] = f"no threshold reaches precision {target:g}"
@@ -67,7 +70,9 @@ def analyse(sweep: Sweep, target: float, target_source: str, threshold_key: str)
 def describe(entry: dict) -> str:
     """'dent: 12 false positives (precision 0.800); class_thresholds.dent = 0.83 reaches precision
     0.909 (target 0.90), recall 0.950 -> 0.917 (2 hits lost)'"""
-    head = f"{entry['class']}: {entry['false_positives']} false positives (precision {entry['precision']:.3f})"
+    count = entry["false_positives"]
+    head = (f"{entry['class']}: {count} false positive{'' if count == 1 else 's'} "
+            f"(precision {entry['precision']:.3f})")
     if not entry["reachable"]:
         return f"{head}; {entry.get('note', '')}"
     recall = "" if entry["recall"] is None else f", recall {entry['recall']:.3f} -> {entry['recall_at']:.3f}"

@@ -68,8 +68,8 @@ def _full(document: dict) -> list[tuple[str, dict]]:
     if thresholds:
         described = []
         for t in thresholds:
-            origin = {"config": "[auto]", "default": "default"}.get(
-                t["source"], f"train p{t['percentile']:g} of {t.get('train_values', 0)}")
+            origin = (f"train p{t['percentile']:g} of {t['train_values']}" if t["source"] == "train"
+                      else "[auto]" if t["source"] == "config" else "default")
             described.append(f"{t['bucket']} = {t['property']} {t['operator']} {t['value']:.4g} ({origin})")
         lines.append(("thresholds: " + ", ".join(described), {}))
     ranked = [b for b in document["buckets"] if not b["too_small"]]
