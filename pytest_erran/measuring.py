@@ -38,15 +38,26 @@ class Measuring:
         calibrating = any(name[len(AUTO_PREFIX):] not in settings.auto for name in auto)
         self.others = (others is not None and len(others) > 0
                        and (settings.analyzing or settings.forbid_leakage or calibrating))
+        # hashes only when there are other splits' images to compare with
+        self.fingerprints = others is not None and len(others) > 0 and (settings.analyzing or settings.forbid_leakage)
         self.measured: Measurements | None = None  # of the evaluated images
         self.other_measured: Measurements | None = None
         self.collector: Collector | None = None
         if self.evaluated:
             images = dataset.images
-            self._evaluated_key = _keyer("evaluated", dataset.sha256, images, self._regions(units))
+            self._evaluated_key = _keyer("evaluated", dataset.sha256, images, self._regions(units),
+                                         self.fingerprints)
             self.measured = self._lookup(self._evaluated_key, len(images), len(self._regions(units)))
             if self.measured is None:
-                self.collector = Collector(len(images), self._regions(units))
+                self.collector = Collector(len(images), self._regions(units), self.fingerprints)
+
+    @property
+    def dhash(self) -> np.ndarray | None:
+        return self.measured.dhash if self.fingerprints and self.measured is not None else None
+
+    @property
+    def pixels(self) -> np.ndarray | None:
+        return self.measured.pixels if self.fingerprints and self.measured is not None else None
 
     @property
     def observe(self):
@@ -72,7 +83,8 @@ class Measuring:
     def _stored(self, key, images: pd.DataFrame, regions: Regions, ready: Measurements | None,
                 threads: int) -> Measurements:
         def compute() -> dict[str, np.ndarray]:
-            found = ready or measure_all(images["_path"].tolist(), images["_source"].tolist(), regions, threads)
+            found = ready or measure_all(images["_path"].tolist(), images["_source"].tolist(), regions, threads,
+                                         self.fingerprints)
             return found.arrays()
 
         arrays, _ = cached_arrays(self.cache_dir, key, compute)
@@ -90,7 +102,7 @@ class Measuring:
         if self.others and self.other_measured is None:
             images, units = dataset.other_images, dataset.other_units
             check_images_exist(images)
-            key = _keyer("others", dataset.sha256, images, self._regions(units))
+            key = _keyer("others", dataset.sha256, images, self._regions(units), self.fingerprints)
             self.other_measured = self._stored(key, images, self._regions(units), None, threads)
 
     def add_columns(self, *evaluated_units: pd.DataFrame) -> None:
@@ -117,13 +129,14 @@ def _columns(images: pd.DataFrame, tables: list[pd.DataFrame], measured: Measure
                     units[name] = measured.regions[:, k]
 
 
-def _keyer(part: str, data_sha256: str, images: pd.DataFrame, regions: Regions):
+def _keyer(part: str, data_sha256: str, images: pd.DataFrame, regions: Regions, fingerprints: bool):
     """The cache key, made once and only when asked (it stats every image)."""
     import hashlib
 
     @lru_cache(maxsize=1)
     def key() -> str:
-        return cache_key(kind="measurements", version=VERSION, part=part, data=data_sha256,
+        return cache_key(kind="measurements", version=VERSION, part=part, fingerprints=fingerprints,
+                         data=data_sha256,
                          ids=images["id"].tolist(), files=files_fingerprint(images["_path"].tolist()),
                          regions=hashlib.sha256(regions.digest()).hexdigest())
 

@@ -148,12 +148,10 @@ def evaluate(settings: Settings, cache_dir: Path | None = None, *,
     buckets = _with_required_auto(settings, dataset, buckets, auto_masks)
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
                              len(dataset.images), baseline)
-    measured = measuring.measured
     analysis = error_analysis.analyse(error_analysis.Inputs(
         settings=settings, classes=classes, units=result.units, images=dataset.images,
         predictions=result.predictions, buckets=buckets, thresholds=thresholds, auto_masks=auto_masks,
-        baseline=baseline, others=splits, dhash=None if measured is None else measured.dhash,
-        pixels=None if measured is None else measured.pixels))
+        baseline=baseline, others=splits, dhash=measuring.dhash, pixels=measuring.pixels))
     verdicts = _verdicts(settings, results, analysis)
     return Evaluation(
         settings=settings, classes=classes, dataset=dataset, model=identity, units=result.units,
@@ -203,7 +201,7 @@ def _copy_new_columns(source: pd.DataFrame, target: pd.DataFrame) -> None:
 def _splits(dataset: Dataset, measuring: Measuring) -> error_analysis.Splits | None:
     if dataset.other_units is None:
         return None
-    measured = measuring.other_measured
+    measured = measuring.other_measured if measuring.fingerprints else None
     return error_analysis.Splits(dataset.other_units, dataset.other_images,
                                  None if measured is None else measured.dhash,
                                  None if measured is None else measured.pixels)

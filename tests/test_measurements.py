@@ -13,7 +13,7 @@ from PIL import Image
 from builders import channel_mean_model
 from pytest_erran.config import build_settings
 from pytest_erran.inference.batches import run_batches
-from pytest_erran.inference.fingerprints import area_weights, difference_hash, pixel_hash
+from pytest_erran.inference.fingerprints import area_means, difference_hash, pixel_hash
 from pytest_erran.inference.measurements import Collector, Regions, measure_all, measure_image
 from pytest_erran.inference.onnx_model import OnnxModel
 from pytest_erran.inference.properties import measure, object_properties, small_gray
@@ -99,7 +99,8 @@ def test_difference_hash_on_block_means_and_ramps():
     assert int(difference_hash(gray)) == int("".join("1" if b else "0" for b in bits), 2)
     ramp = np.tile(np.arange(90.0), (40, 1))
     assert int(difference_hash(ramp)) == 2 ** 64 - 1 and int(difference_hash(ramp[:, ::-1])) == 0
-    assert np.allclose(area_weights(10, 8).sum(axis=1), 1)
+    ten = np.arange(10.0)[:, None]  # 10 rows into 8 spans of 1.25: the first is 0 and a quarter of 1
+    assert area_means(ten, 8, 0)[:2, 0].tolist() == pytest.approx([(0 + 0.25 * 1) / 1.25, (0.75 * 1 + 0.5 * 2) / 1.25])
 
 
 def test_pixel_hash_is_sha256_of_the_shape_and_pixels():

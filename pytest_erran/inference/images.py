@@ -98,7 +98,8 @@ def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
     that measuring it costs no second decode."""
     with open_image(path, source) as image:
         if observe is not None:
-            image = image.convert("RGB")
+            if image.mode != "RGB":
+                image = image.convert("RGB")
             observe(image)
         mode = "L" if prep.channels == 1 else "RGB"
         if image.mode != mode:

@@ -76,29 +76,37 @@ class Measurements:
         return found
 
 
-def measure_image(image: Image.Image, boxes: np.ndarray) -> tuple[tuple[float, float, float], np.uint64,
-                                                                  np.ndarray, np.ndarray]:
-    """(properties, difference hash, pixel hash, [k, 2] region properties) of one image."""
+def measure_image(image: Image.Image, boxes: np.ndarray, fingerprints: bool = True
+                  ) -> tuple[tuple[float, float, float], np.uint64, np.ndarray, np.ndarray]:
+    """(properties, difference hash, pixel hash, [k, 2] region properties) of one image; the
+    hashes are 0 without `fingerprints` (no other split to compare with: not worth their time)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     gray = small_gray(rgb)
-    pixels = np.asarray(rgb)
-    regions = object_properties(pixels, boxes) if len(boxes) else np.zeros((0, len(OBJECT_NAMES)))
-    return of_gray(gray), difference_hash(gray), pixel_hash(pixels), regions
+    dhash, hashed = np.uint64(0), np.zeros(2, np.uint64)
+    regions = np.zeros((0, len(OBJECT_NAMES)))
+    if fingerprints or len(boxes):
+        pixels = np.asarray(rgb)
+        if len(boxes):
+            regions = object_properties(pixels, boxes)
+        if fingerprints:
+            dhash, hashed = difference_hash(gray), pixel_hash(pixels)
+    return of_gray(gray), dhash, hashed, regions
 
 
 class Collector:
     """Measures each image the model's decode threads hand it; `observe(i, image)` is called
     once per image, from any thread, each writing its own rows."""
 
-    def __init__(self, count: int, regions: Regions):
+    def __init__(self, count: int, regions: Regions, fingerprints: bool = True):
         self.result = Measurements.empty(count, len(regions))
+        self.fingerprints = fingerprints
         self._boxes = regions.box
         self._of_image = regions.of_images(count)
         self._seen = np.zeros(count, bool)
 
     def observe(self, i: int, image: Image.Image) -> None:
         rows = self._of_image[i]
-        values, dhash, pixels, regions = measure_image(image, self._boxes[rows])
+        values, dhash, pixels, regions = measure_image(image, self._boxes[rows], self.fingerprints)
         self.result.images[i] = values
         self.result.dhash[i] = dhash
         self.result.pixels[i] = pixels
@@ -111,9 +119,10 @@ class Collector:
         return bool(self._seen.all())
 
 
-def measure_all(paths: list[str], sources: list[str], regions: Regions, threads: int) -> Measurements:
+def measure_all(paths: list[str], sources: list[str], regions: Regions, threads: int,
+                fingerprints: bool = True) -> Measurements:
     """Every image decoded once, in `threads` threads, for its measurements alone."""
-    collector = Collector(len(paths), regions)
+    collector = Collector(len(paths), regions, fingerprints)
 
     def one(i: int) -> None:
         with open_image(paths[i], sources[i]) as image:
