@@ -273,6 +273,8 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
         buckets = build_buckets(dataset.units, classes, settings.negative, settings.buckets)
         positive = positive_mask(dataset.units, settings.negative)
         for requirement in settings.requirements:
+            if requirement.bucket.startswith(AUTO_PREFIX):
+                continue  # built with its threshold, and checked then (_with_required_auto)
             if requirement.metric in (Metric.RECALL, Metric.DROP) and \
                     not (buckets[requirement.bucket].mask & positive).any():
                 raise ErranError(f"[[require]] bucket = '{requirement.bucket}': the bucket has no "

@@ -415,3 +415,40 @@ def test_holm_adjusts_the_max_drop_family(project, correction, outcome):
             assert "p = 0.0312, 0.0625 after Holm over 2 buckets" in requirement["message"]
         else:
             assert "adjusted_p" not in requirement
+
+
+def test_automatic_buckets_are_buckets_a_requirement_can_name(project):
+    rows, planted = image_cause_project(project, "dark")
+    project.config(TOP + """
+    [auto]
+    dark = 80
+    [[require]]
+    bucket = "auto:dark"
+    recall = 0.9
+    """, base="")
+    result, report = project.report("-v")  # no --erran-analyze: the bucket exists for its requirement
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*::recall(auto:dark)>=0.90 FAILED*"])
+    dark = {b["name"]: b for b in report["buckets"]}["auto:dark"]
+    dark_rows = [r for r in rows if r["split"] == "dev" and r["label"] != "ok"
+                 and reference_brightness(project.path / r["image"]) <= 80]
+    assert dark["positives"] == len(dark_rows) == 16 and sorted(dark["missed"]) == sorted(planted)
+    dark_threshold = next(t for t in report["analysis"]["thresholds"] if t["bucket"] == "auto:dark")
+    assert dark_threshold == {"bucket": "auto:dark", "property": "brightness", "operator": "<=", "value": 80.0,
+                              "source": "config"}
+
+
+def test_an_automatic_bucket_of_the_other_task_or_a_reserved_name_is_a_usage_error(project):
+    project.model()
+    project.data([{"id": f"u{i}", "label": CLASSES[i % 3]} for i in range(6)])
+    project.config("""
+    [[require]]
+    bucket = "auto:edge"
+    recall = 0.5
+    """)
+    usage_error(project.run(), "[[require]] bucket = 'auto:edge' is not a bucket", "auto:dark")
+    project.config("""
+    [buckets."auto:mine"]
+    tag = "x"
+    """)
+    usage_error(project.run(), "names starting with 'auto:' are the automatic buckets'")
