@@ -94,9 +94,9 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
 
 # --- two-sample Kolmogorov-Smirnov ---------------------------------------------------------------
 
-# Up to this many lattice cells ((n + 1)(m + 1), a millisecond or so each thousand) the p-value
-# is exact; beyond it, the asymptotic Kolmogorov distribution.
-EXACT_CELLS = 1_000_000
+# Up to this many lattice cells ((n + 1)(m + 1): 500 x 500 values take 0.06 s) the p-value is
+# exact; beyond it, the corrected Kolmogorov limit, within a few percent there.
+EXACT_CELLS = 250_000
 
 
 def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
