@@ -3,7 +3,8 @@
     python benchmarks/properties.py [--images 1000]
 
 Both run over the same photo-like 256x256 PNGs with one thread per core, in this process:
-(1) decode only (PIL open + convert to RGB), (2) pytest_erran.inference.properties.measure_all. The ratio
+(1) decode only (PIL open + convert to RGB), (2) pytest_erran.inference.measurements.measure_all
+(properties only, no fingerprints or objects). The ratio
 says what a `where` on a property adds to a run, on top of decoding for the model.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pytest_erran.inference.properties import measure_all
+from pytest_erran.inference.measurements import Regions, measure_all
 from pytest_erran.inference.batches import default_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,7 +46,7 @@ def main() -> None:
             make_image(i, Path(path))
         timings = {}
         for name, run in (("decode", lambda: decode_only(paths, threads)),
-                          ("properties", lambda: measure_all(paths, paths, threads))):
+                          ("properties", lambda: measure_all(paths, paths, Regions.none(), threads, fingerprints=False))):
             best = float("inf")
             for _ in range(3):
                 start = time.perf_counter()

@@ -70,7 +70,9 @@ def evaluate(config: str | Path | Mapping | Settings | None = None, *, rootdir: 
 
     The result: `.passed`, `.verdicts` (one per requirement: `.id`, `.outcome`, `.message`),
     `.buckets` / `.bucket(name)` (`.recall`, `.positives`, `.hits`, `.missed`, `.comparison`),
-    `.units` (the units table with `_hit`), `.predictions`, `.dataset`, `.classes`.
+    `.units` (the units table with `_hit`), `.predictions`, `.dataset`, `.classes`,
+    `.analysis` (the error analysis, as in the JSON report; `analyze=True` for all of it) and
+    `.review` (the review sheet's rows with `misses=`; the plugin writes them, this returns them).
     Raises ErranError for bad input, with the message the plugin would print.
     """
     settings = load_settings(config, rootdir=rootdir, **options)

@@ -13,14 +13,14 @@ from pathlib import Path
 from .errors import ErranError
 from .files import not_a_file
 from .locate import config_candidate
-from .vocabulary import FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
+from .vocabulary import EVERY, FLOOR_METRICS, METRICS, GateMode, Metric, MetricSpec, TaskName
 
 DEFAULT_BASELINE = Path(".erran") / "baseline.json"
 DEFAULT_CACHE_MAX_MB = 2048
 # Pillow's own hard limit (twice the 89,478,485 pixels it warns above): nothing Pillow decodes
 # is refused by default, and the answer is the same whatever the warning filters.
 MAX_IMAGE_PIXELS = 178_956_970
-PATH_KEYS = ("model", "data", "predictions", "report", "baseline", "html", "markdown")
+PATH_KEYS = ("model", "data", "predictions", "report", "baseline", "html", "markdown", "misses", "causes")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Requirement:
     threshold: float | None  # None for a max_drop-only requirement
     max_drop: float | None = None
     gate: GateMode = GateMode.POINT
+    min_train: int | None = None  # the bucket needs this many positives in the train split
 
     @property
     def spec(self) -> MetricSpec:
@@ -45,7 +46,8 @@ class Requirement:
 
     @property
     def id(self) -> str:
-        """'recall(scratch)>=0.90', 'fp_per_image(fin)<=0.10', 'drop(scratch)<=0.02'."""
+        """'recall(scratch)>=0.90', 'fp_per_image(fin)<=0.10', 'drop(scratch)<=0.02',
+        'coverage(tube)>=5'; the data checks 'coverage>=1' and 'leakage<=0'."""
         limit = self.max_drop if self.metric == Metric.DROP else self.threshold
         return self.spec.requirement_id(self.bucket, limit)
 
@@ -87,6 +89,27 @@ class Settings:
     html: Path | None = None  # the gallery of misses (report/html.py)
     markdown: Path | None = None  # the pull-request comment (report/markdown.py)
     html_per_bucket: int = 48  # thumbnails per gallery section
+    # error analysis (docs/analysis.md)
+    analyze: bool = False
+    misses: Path | None = None  # write the review sheet of misses here
+    review: int = 100  # misses on the review sheet
+    causes: Path | None = None  # a filled review sheet: its causes become tags
+    auto: dict = field(default_factory=dict)  # [auto] thresholds; unset ones are calibrated
+    min_positives: int = 10
+    target_precision: float | None = None
+    suggestions: dict = field(default_factory=dict)  # [suggestions]: key -> experiments
+    train_split: str = "train"
+    min_train: int = 1
+    require_coverage: bool = False
+    drift_statistic: float = 0.2
+    near_duplicate_bits: int = 4
+    forbid_leakage: bool = False
+    correction: str = "holm"  # of the max_drop family: "holm" or "none"
+
+    @property
+    def analyzing(self) -> bool:
+        """The full analysis is computed: asked for, or needed for the review sheet."""
+        return self.analyze or self.misses is not None
 
     @property
     def active(self) -> bool:
@@ -177,7 +200,7 @@ def _describe(error, table: dict) -> str:
             place = f" in {where}{which}" if where else ""
             return f"unknown key '{unknown[0]}'{place}{suggestion}"
     if error.validator == "anyOf" and where.startswith("require"):
-        return f"{where}{which}: give one of recall, precision, max_fp_per_image or max_drop"
+        return f"{where}{which}: give one of recall, precision, max_fp_per_image, max_drop or min_train"
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"{where}{which}: missing `{missing[0]}`; add it"
@@ -228,7 +251,7 @@ def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrid
     source = str(config_path) if config_path else "the config"
     validate(table, source)
     base = config_path.parent if config_path else rootdir
-    values = {key: table[key] for key in table if key not in ("require", "buckets", "classes")}
+    values = {key: table[key] for key in table if key not in ("require", "buckets", "classes", "suggestions")}
     for key in PATH_KEYS:
         if key in values:
             values[key] = (base / values[key]).resolve()
@@ -245,8 +268,20 @@ def build_settings(rootdir: Path, config_path: Path | None, table: dict, overrid
         BucketSpec(name, spec.get("where"), spec.get("tag"), spec.get("class"))
         for name, spec in sorted(table.get("buckets", {}).items())
     )
-    values["requirements"] = _requirements(table.get("require", []), source)
+    values["suggestions"] = {key: [value] if isinstance(value, str) else list(value)
+                             for key, value in table.get("suggestions", {}).items()}
+    values["requirements"] = _requirements(table.get("require", []), source) + _data_checks(values)
     return Settings(config_path=config_path, rootdir=rootdir, **values)
+
+
+def _data_checks(values: dict) -> tuple[Requirement, ...]:
+    """`require_coverage` and `forbid_leakage` as items of their own: 'coverage>=1', 'leakage<=0'."""
+    checks = []
+    if values.get("require_coverage"):
+        checks.append(Requirement(EVERY, Metric.COVERAGE, float(values.get("min_train", 1))))
+    if values.get("forbid_leakage"):
+        checks.append(Requirement(EVERY, Metric.LEAKAGE, 0.0))
+    return tuple(checks)
 
 
 def _requirements(entries: list[dict], source: str) -> tuple[Requirement, ...]:
@@ -256,13 +291,18 @@ def _requirements(entries: list[dict], source: str) -> tuple[Requirement, ...]:
         if len(floors) > 1:
             keys = " and ".join(METRICS[m].key for m in floors)
             raise ErranError(f"{source}: require[{index}] sets {keys}; give one per [[require]]")
-        metric = floors[0] if floors else Metric.DROP
+        # min_train alone is a coverage requirement; beside a floor or max_drop it rides along
+        metric = floors[0] if floors else Metric.DROP if "max_drop" in entry else Metric.COVERAGE
+        threshold = entry[METRICS[metric].key] if floors else None
+        if metric == Metric.COVERAGE:
+            threshold = float(entry["min_train"])
         requirement = Requirement(
             bucket=entry["bucket"],
             metric=metric,
-            threshold=entry[METRICS[metric].key] if floors else None,
+            threshold=threshold,
             max_drop=entry.get("max_drop"),
             gate=GateMode(entry.get("gate", GateMode.POINT)),
+            min_train=entry.get("min_train"),
         )
         if requirement.id in found:
             raise ErranError(f"{source}: require[{index}] repeats {requirement.id}; remove one")

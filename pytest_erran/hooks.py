@@ -1,7 +1,8 @@
 """Hooks a project implements in its conftest.py to extend pytest-erran without a fork.
 
-Both are called once per run, before the model runs; what they return goes to the pipeline as
-plain Python (the core has no pytest in it), so `pytest_erran.evaluate()` takes the same
+Both are called once per run (output adapters before the model runs; unit columns before the
+buckets are built, which is after the model runs when image properties are measured in its decode
+threads); what they return goes to the pipeline as plain Python (the core has no pytest in it), so `pytest_erran.evaluate()` takes the same
 extensions as keyword arguments.
 """
 

@@ -1,4 +1,9 @@
-"""The pipeline: config -> task.load -> properties -> buckets -> task.predict -> results -> verdicts.
+"""The pipeline: config -> task.load -> checks -> measurements -> buckets -> task.predict -> results
+-> verdicts -> error analysis.
+
+Image measurements (properties, fingerprints) come from the cache, else from the model's own
+decode threads (then the buckets that need them are built after prediction), else from a
+decode-only pass (measuring.py).
 
 It knows stages, not tasks: the task named in the settings loads the dev set and predicts, and
 everything after prediction works on the units table every task hands back (units.py).
@@ -15,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis import auto, coverage, error_analysis, review
 from .analysis import baseline as baseline_io
 from .analysis.buckets import (
     Bucket,
@@ -26,26 +32,22 @@ from .analysis.buckets import (
 )
 from .analysis.gate import Verdict, as_run, judge
 from .analysis.results import BucketResult, bucket_results
+from .analysis.stats import holm
 from .config import Settings
 from .errors import ErranError
 from .files import portable_path
-from .inference import properties
 from .inference.batches import default_threads
-from .inference.cache import (
-    PredictionCache,
-    cache_key,
-    cached_arrays,
-    files_fingerprint,
-)
+from .inference.cache import PredictionCache
 from .inference.engine import Engine
 from .inference.exporters import Export, recognise
 from .inference.input_cache import InputCache
 from .inference.onnx_model import OnnxModel
 from .inference.pixel_limit import pixel_limit
+from .measuring import MEASURED, Measuring
 from .tasks import Context, task_for
 from .tasks.dataset import Dataset, check_labels, file_sha256
-from .units import ClassScores, Detections
-from .vocabulary import ALL, Metric, TaskName
+from .units import BOX, ClassScores, Detections
+from .vocabulary import ALL, AUTO_PREFIX, Metric, TaskName
 
 # conftest.py's pytest_erran_unit_columns, or a library caller's: (units, images, settings) ->
 # {column: values}, added to the units table before buckets are built.
@@ -66,6 +68,10 @@ class Evaluation:
     drift: dict | None = None  # shared / added / removed positives against the baseline
     timing: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line warnings (a cache that was skipped)
+    # The error analysis, JSON-able (docs/analysis.md): coverage, thresholds and duplicates when
+    # they apply; everything else with `analyze`. None when there is nothing to say.
+    analysis: dict | None = None
+    review: pd.DataFrame | None = None  # the review sheet's rows, when `misses` is set
 
     def bucket(self, name: str) -> BucketResult:
         if name not in self.buckets:
@@ -120,18 +126,27 @@ def _evaluate(settings: Settings, cache_dir: Path | None, adapters: Mapping[str,
         _check_task(settings, export)
     dataset = task.load(settings)
     classes = _classes(settings, export, dataset)
+    if settings.causes is not None:  # a filled review sheet: its causes become tags
+        review.apply_causes(review.read_causes(settings.causes),
+                            [dataset.units] + ([dataset.other_units] if dataset.other_units is not None else []))
     # Everything that needs no predictions is checked before the model runs over every image.
     check_labels(dataset, classes)
     task.check(settings, dataset, classes)
+    has_boxes = all(column in dataset.units.columns for column in BOX)
     with _naming(settings):
-        check_references(bucket_names(classes, settings.negative, settings.buckets), classes, settings)
-    _add_image_properties(settings, dataset, cache_dir, notes)
-    _add_unit_columns(settings, dataset, unit_columns)
-    # The gallery bins recall by every property; no bucket needs them, so they are measured as
-    # the model decodes the images (or from the cache, or in a pass of their own after).
-    shown = [name for name in properties.NAMES if name not in dataset.units.columns] if settings.html else []
-    collector = properties.Collector(len(dataset.images)) if shown else None
-    buckets = _checked_buckets(settings, dataset, classes)
+        check_references(bucket_names(classes, settings.negative, settings.buckets) + auto.names(has_boxes),
+                         classes, settings)
+        _check_split_requests(settings, dataset)
+    threads = settings.threads or default_threads()
+    measuring = Measuring(settings, dataset, cache_dir, notes)
+    buckets = None
+    if not measuring.pending:  # nothing to measure, or all of it cached: columns before the model
+        measuring.finish(threads)
+        measuring.add_columns()
+        _add_unit_columns(settings, dataset, unit_columns)
+        buckets = _checked_buckets(settings, dataset, classes)
+    elif not unit_columns:  # measured in the model's decode: catch a broken `where` before it
+        _precheck_wheres(settings, dataset, classes)
     baseline = baseline_io.load(settings.baseline_path, settings.task)
     loaded = time.perf_counter()
 
@@ -145,23 +160,36 @@ def _evaluate(settings: Settings, cache_dir: Path | None, adapters: Mapping[str,
                             images["_path"].tolist(), notes)
     engine = _engine(settings, dataset, cache_dir)
     result = task.predict(Context(settings, dataset, classes, model, cache, dict(adapters or {}),
-                                  progress=progress, inspect=collector, export=export, engine=engine))
-    if shown:
-        _add_image_properties(settings, dataset, cache_dir, notes, shown, collector, result.units)
+                                  progress=progress, observe=measuring.observe, export=export,
+                                  engine=engine))
     finished = time.perf_counter()
+    if buckets is None:
+        measuring.finish(threads)  # what the model's decode did not measure (predictions from cache)
+        measuring.add_columns(result.units)
+        _add_unit_columns(settings, dataset, unit_columns)
+        _copy_new_columns(dataset.units, result.units)
+        buckets = _checked_buckets(settings, dataset, classes)
 
+    splits = _splits(dataset, measuring)
+    wanted = settings.analyzing or any(name.startswith(AUTO_PREFIX) for name in _required(settings))
+    thresholds = error_analysis.thresholds_for(settings, dataset.units, splits) if wanted else {}
+    auto_masks = auto.masks(dataset.units, thresholds)
+    buckets = _with_required_auto(settings, dataset, buckets, auto_masks)
     results = bucket_results(result.units, buckets, settings.negative, settings.confidence, result.precision,
                              len(dataset.images), baseline)
-    verdicts = [judge(r, results[r.bucket], settings.alpha, settings.confidence)
-                for r in settings.requirements]
+    analysis = error_analysis.analyse(error_analysis.Inputs(
+        settings=settings, classes=classes, units=result.units, images=dataset.images,
+        predictions=result.predictions, buckets=buckets, thresholds=thresholds, auto_masks=auto_masks,
+        baseline=baseline, others=splits, dhash=measuring.dhash, pixels=measuring.pixels))
+    verdicts = _verdicts(settings, results, analysis)
     return Evaluation(
         settings=settings, classes=classes, dataset=dataset, model=identity, units=result.units,
         predictions=result.predictions, buckets=results, verdicts=verdicts, baseline=baseline,
         drift=_drift(results[ALL], baseline) if baseline else None,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
                 "images": len(dataset.images), "inputs_cached": engine.inputs.hits,
-                "inputs_decoded": engine.inputs.decoded},
-        notes=notes,
+                "inputs_decoded": engine.inputs.decoded, "analysis_s": time.perf_counter() - finished},
+        notes=notes, analysis=analysis.document or None, review=analysis.review,
     )
 
 
@@ -175,51 +203,87 @@ def _engine(settings: Settings, dataset: Dataset, cache_dir: Path | None) -> Eng
                   kind=settings.engine, ray_address=settings.ray_address, ray_workers=settings.ray_workers)
 
 
-def _add_image_properties(settings: Settings, dataset: Dataset, cache_dir: Path | None, notes: list[str],
-                          wanted: list[str] | None = None, collector: properties.Collector | None = None,
-                          units: pd.DataFrame | None = None) -> None:
-    """brightness, contrast and blur columns, measured only when a bucket's `where` uses them
-    (or a report shows them: `wanted`, also added to the predicted `units`). They depend on the
-    images alone, so they are cached apart from any model's predictions; a `collector` that saw
-    every image as the model ran holds them already."""
-    if wanted is None:
-        wanted = properties.referenced([b.where for b in settings.buckets if b.where], dataset.units.columns)
-    if not wanted:
+def _required(settings: Settings) -> list[str]:
+    return [r.bucket for r in settings.requirements]
+
+
+def _check_split_requests(settings: Settings, dataset: Dataset) -> None:
+    """min_train, require_coverage and forbid_leakage need the other splits' rows."""
+    coverage = settings.require_coverage or any(r.min_train is not None for r in settings.requirements)
+    asked = [key for key, on in (("min_train/require_coverage", coverage),
+                                 ("forbid_leakage", settings.forbid_leakage)) if on]
+    if not asked:
         return
-    images = dataset.images
-    paths, sources = images["_path"].tolist(), images["_source"].tolist()
+    if dataset.other_images is None:
+        raise ErranError(f"{' and '.join(asked)} compare splits, and {dataset.path} has no `split` column "
+                         "(COCO: a `split` key on each image); add one, or remove the setting")
+    splits = set(dataset.other_images["split"].astype(str)) | {settings.split}
+    if coverage and settings.train_split not in splits:
+        raise ErranError(f"min_train/require_coverage count positives in the split '{settings.train_split}', "
+                         f"and {dataset.path} has none (splits: {', '.join(sorted(splits))}); set "
+                         "`train_split` to the training split's name")
 
-    def make_key() -> str:
-        return cache_key(kind="properties", data=dataset.sha256, ids=images["id"].tolist(),
-                         files=files_fingerprint(paths), exif=settings.exif)
 
-    def compute() -> dict[str, np.ndarray]:
-        if collector is not None and collector.complete:
-            return {"values": collector.values}
-        return {"values": properties.measure_all(paths, sources, settings.threads or default_threads(),
-                                                 settings.exif)}
+def _precheck_wheres(settings: Settings, dataset: Dataset, classes: tuple[str, ...]) -> None:
+    """Each `where` evaluated once with the properties still to measure as blanks: a typo or a
+    broken query stops the run before the model decodes every image."""
+    blanks = {name: np.nan for name in MEASURED if name not in dataset.units.columns}
+    with _naming(settings):
+        build_buckets(dataset.units.assign(**blanks), classes, settings.negative, settings.buckets)
 
-    def valid(arrays: dict[str, np.ndarray]) -> bool:  # blur is NaN for an image under 3x3 px
-        values = arrays.get("values")
-        return (arrays.keys() == {"values"} and values.dtype == np.float64
-                and values.shape == (len(images), len(properties.NAMES))
-                and bool(np.isfinite(values[:, :2]).all()) and not np.isinf(values[:, 2]).any())
 
-    values = cached_arrays(cache_dir, make_key, compute, valid=valid, notes=notes)[0]["values"]
-    if "blur" in wanted:  # NaN would silently leave the image out of every blur bucket
-        tiny = np.flatnonzero(np.isnan(values[:, properties.NAMES.index("blur")]))
-        if len(tiny):
-            row = tiny[0]
-            raise ErranError(f"{sources[row]}: image {paths[row]} is too small to measure `blur`, "
-                             "which needs at least 3 x 3 pixels (after the longer side is scaled "
-                             "down to 128); a `where` uses blur: remove the image, or the blur bucket")
-    rows = dataset.units["_image_index"].to_numpy()
-    for name in wanted:
-        column = values[:, properties.NAMES.index(name)]
-        images[name] = column
-        dataset.units[name] = column[rows]
-        if units is not None:
-            units[name] = column[units["_image_index"].to_numpy()]
+def _copy_new_columns(source: pd.DataFrame, target: pd.DataFrame) -> None:
+    for column in source.columns:
+        if column not in target.columns:
+            target[column] = source[column].to_numpy()
+
+
+def _splits(dataset: Dataset, measuring: Measuring) -> error_analysis.Splits | None:
+    if dataset.other_units is None:
+        return None
+    measured = measuring.other_measured if measuring.fingerprints else None
+    return error_analysis.Splits(dataset.other_units, dataset.other_images,
+                                 None if measured is None else measured.dhash,
+                                 None if measured is None else measured.pixels)
+
+
+def _with_required_auto(settings: Settings, dataset: Dataset, buckets: dict[str, Bucket],
+                        masks: dict[str, np.ndarray]) -> dict[str, Bucket]:
+    """Automatic buckets a requirement names become buckets of the evaluation (with positives)."""
+    positive = positive_mask(dataset.units, settings.negative)
+    for name in sorted(set(_required(settings))):
+        if name.startswith(AUTO_PREFIX) and name not in buckets:
+            buckets[name] = Bucket(name, masks[name])
+            needs_positives = any(r.bucket == name and r.metric in (Metric.RECALL, Metric.DROP)
+                                  for r in settings.requirements)
+            if needs_positives and not (masks[name] & positive).any():
+                raise ErranError(f"{settings.source}: [[require]] bucket = '{name}': the bucket has no "
+                                 f"positives in {dataset.path}, so its recall means nothing; set its "
+                                 "threshold in [auto] or remove the requirement")
+    return buckets
+
+
+def _verdicts(settings: Settings, results: dict[str, BucketResult], analysis) -> list[Verdict]:
+    """Every requirement's verdict; the max_drop p-values are adjusted as one family (Holm)."""
+    family = {}
+    for requirement in settings.requirements:
+        result = results.get(requirement.bucket)
+        if requirement.max_drop is not None and result is not None and result.comparison is not None \
+                and result.comparison.delta is not None:
+            family[requirement.bucket] = result.comparison.regression_p
+    adjusted = holm(family) if settings.correction == "holm" and len(family) > 1 else {}
+    verdicts = []
+    for requirement in settings.requirements:
+        if requirement.metric in (Metric.COVERAGE, Metric.LEAKAGE):
+            verdicts.append(error_analysis.data_check_verdict(requirement, analysis, settings))
+            continue
+        verdict = judge(requirement, results[requirement.bucket], settings.alpha, settings.confidence,
+                        adjusted.get(requirement.bucket), len(family))
+        if requirement.min_train is not None:
+            verdict = coverage.with_min_train(verdict, coverage.train_positives(analysis.coverage, requirement.bucket),
+                                              settings.train_split)
+        verdicts.append(verdict)
+    return verdicts
 
 
 def _add_unit_columns(settings: Settings, dataset: Dataset, providers: Sequence[UnitColumns]) -> None:
@@ -249,6 +313,8 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
         buckets = build_buckets(dataset.units, classes, settings.negative, settings.buckets)
         positive = positive_mask(dataset.units, settings.negative)
         for requirement in settings.requirements:
+            if requirement.bucket.startswith(AUTO_PREFIX):
+                continue  # built with its threshold, and checked then (_with_required_auto)
             if requirement.metric in (Metric.RECALL, Metric.DROP) and \
                     not (buckets[requirement.bucket].mask & positive).any():
                 raise ErranError(f"[[require]] bucket = '{requirement.bucket}': the bucket has no "

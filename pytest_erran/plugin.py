@@ -57,6 +57,13 @@ OPTIONS = (
     ("--erran-no-cache", {"action": "store_true", "default": False,
                           "help": "no prediction or input cache: decode and predict every image "
                                   "(default: `cache` in the config, else cached)."}),
+    ("--erran-analyze", {"action": "store_true", "default": False,
+                         "help": "add the error analysis to the summary and the JSON report: buckets of "
+                                 "misses ranked, with the experiment to try (default: `analyze` in the "
+                                 "config, else off)."}),
+    ("--erran-misses", {"metavar": "PATH", "help": "write a review sheet (CSV) of up to `review` misses for "
+                                                   "a person to give causes (default: `misses` in the "
+                                                   "config, else none)."}),
 )
 
 

@@ -17,7 +17,7 @@ from .errors import ErranError
 
 OPTION_PATHS = {"model": "erran_model", "data": "erran_data", "predictions": "erran_predictions",
                 "report": "erran_report", "baseline": "erran_baseline", "html": "erran_html",
-                "markdown": "erran_markdown"}
+                "markdown": "erran_markdown", "misses": "erran_misses"}
 # workerinput key: the controller's cache folder, so that xdist workers read the predictions the
 # controller made even without a usable .pytest_cache (-p no:cacheprovider, read-only).
 SHARED_CACHE = "erran_cache_dir"
@@ -31,6 +31,7 @@ class ErranState:
         self.saved_baseline: Path | None = None
         self.report_path: Path | None = None
         self.written: list[tuple[str, Path]] = []  # (what, where) of the reports beside the JSON
+        self.review_path: Path | None = None
         self.problems: list[str] = []
         self.notes: list[str] = []  # one-line warnings for the summary (a cache skipped, ...)
         self.outcomes: dict[str, str] = {}  # requirement id -> pytest outcome of its item
@@ -46,6 +47,7 @@ class ErranState:
         overrides["threads"] = option.erran_threads
         overrides["cache"] = False if option.erran_no_cache else None
         config_path, table = None, {}
+        overrides["analyze"] = True if option.erran_analyze else None
         try:
             config_path, table = find_config(config.rootpath, _resolve(config, option.erran_config))
             if config_path is None and not (overrides["model"] or overrides["predictions"]):
@@ -212,6 +214,13 @@ class ErranState:
             if report is not None:
                 write_json(report, report_document(self.as_run()))
                 self.report_path = report
+            misses = self.settings.misses
+            if misses is not None and self.evaluation.review is not None:
+                from .analysis.review import sheet_text
+                from .files import write_atomic
+
+                write_atomic(misses, sheet_text(self.evaluation.review))
+                self.review_path = misses
             self._write_reports()
         except OSError as e:
             self.problems.append(f"erran: cannot write {e.filename}: {e.strerror}")
@@ -250,6 +259,11 @@ class ErranState:
         from .report.terminal import shown_path, summary_lines
 
         lines = summary_lines(self.as_run(), self.saved_baseline, self.report_path)
+        if self.review_path is not None:  # before the last line, which says what to do next
+            shown = shown_path(self.review_path)
+            lines.insert(len(lines) - 1, (f"review sheet: {len(self.evaluation.review)} misses written to {shown}; "
+                                          f"fill its `cause` column, then set causes = \"{shown}\" so they become "
+                                          "tags", {}))
         if self.written:  # before the last line, which says what to do next
             shown = ", ".join(f"{what} {shown_path(path)}" for what, path in self.written)
             lines.insert(len(lines) - 1, (f"written: {shown}", {}))

@@ -36,7 +36,10 @@ step adds the second, the pipeline may add image properties and hook columns
     _score         float   classification: the model's probability of its top class (NaN
                            when the model or the predictions file gives labels only)
 
-    brightness, contrast, blur   float   image properties, measured when a `where` uses them
+    brightness, contrast, blur   float   image properties, measured when a `where`, an automatic
+                                         bucket or the error analysis needs them
+    object_brightness, object_contrast   float   detection: the object's own box against its
+                                         surroundings (docs/analysis.md), measured likewise
 
 Internal columns start with "_" so that a dev set's own columns can never collide with them;
 a manifest that has one is refused.

@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Callable
 
 ALL = "all"  # the bucket of every unit
+EVERY = "*"  # what a data check (coverage of every bucket, leakage) applies to: not one bucket
+AUTO_PREFIX = "auto:"  # automatic cause buckets: auto:dark, auto:edge, ...
 
 
 class TaskName(StrEnum):
@@ -24,6 +26,8 @@ class Metric(StrEnum):
     PRECISION = "precision"
     FP_PER_IMAGE = "fp_per_image"
     DROP = "drop"  # a max_drop-only requirement: no floor, only the baseline comparison
+    COVERAGE = "coverage"  # positives in the train split (min_train, require_coverage)
+    LEAKAGE = "leakage"  # images shared with another split (forbid_leakage)
 
 
 class Outcome(StrEnum):
@@ -57,6 +61,7 @@ class MetricSpec:
     sign: str  # ">=" for a floor, "<=" for a ceiling
     buckets: frozenset[BucketKind]
     label: str  # its prefix in the summary's "required" column (recall has none)
+    counts: bool = False  # its threshold is a whole number of units
 
     @property
     def holds(self) -> Callable[[float, float], bool]:
@@ -66,7 +71,10 @@ class MetricSpec:
     def requirement_id(self, bucket: str, threshold: float) -> str:
         # No square brackets: pytest >= 9.2 reads "[...]" in a cached node id as parameters,
         # and --lf would then skip a failing requirement (pytest-dev/pytest#15045).
-        return f"{self.metric}({bucket}){self.sign}{format_threshold(threshold)}"
+        limit = f"{threshold:.0f}" if self.counts else format_threshold(threshold)
+        if bucket == EVERY:  # a data check, not a bucket's: 'coverage>=1', 'leakage<=0'
+            return f"{self.metric}{self.sign}{limit}"
+        return f"{self.metric}({bucket}){self.sign}{limit}"
 
     @property
     def applies_to_custom_buckets(self) -> bool:
@@ -82,6 +90,8 @@ METRICS: dict[Metric, MetricSpec] = {
     Metric.FP_PER_IMAGE: MetricSpec(Metric.FP_PER_IMAGE, "max_fp_per_image", "<=", _PREDICTED_CLASSES,
                                     "fp/img"),
     Metric.DROP: MetricSpec(Metric.DROP, "max_drop", "<=", _EVERY_BUCKET, "drop"),
+    Metric.COVERAGE: MetricSpec(Metric.COVERAGE, "min_train", ">=", _EVERY_BUCKET, "train", counts=True),
+    Metric.LEAKAGE: MetricSpec(Metric.LEAKAGE, "forbid_leakage", "<=", frozenset(), "leakage", counts=True),
 }
 FLOOR_METRICS = (Metric.RECALL, Metric.PRECISION, Metric.FP_PER_IMAGE)  # one per [[require]]
 

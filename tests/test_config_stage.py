@@ -69,7 +69,8 @@ def test_requirements_get_their_metric_ids_and_a_sorted_order(tmp_path):
 def test_the_metric_table_holds_each_metrics_meaning():
     assert {m: (s.key, s.sign) for m, s in METRICS.items()} == {
         Metric.RECALL: ("recall", ">="), Metric.PRECISION: ("precision", ">="),
-        Metric.FP_PER_IMAGE: ("max_fp_per_image", "<="), Metric.DROP: ("max_drop", "<=")}
+        Metric.FP_PER_IMAGE: ("max_fp_per_image", "<="), Metric.DROP: ("max_drop", "<="),
+        Metric.COVERAGE: ("min_train", ">="), Metric.LEAKAGE: ("forbid_leakage", "<=")}
     assert METRICS[Metric.FP_PER_IMAGE].holds(0.1, 0.1) and not METRICS[Metric.FP_PER_IMAGE].holds(0.11, 0.1)
     assert METRICS[Metric.RECALL].applies_to_custom_buckets
     assert not METRICS[Metric.PRECISION].applies_to_custom_buckets

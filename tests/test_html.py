@@ -286,19 +286,19 @@ def _iou(a, b):
 def test_the_gallerys_properties_are_measured_as_the_model_decodes(project, monkeypatch):
     """With a model, the image properties the gallery bins come from the decode threads (no second
     decode), equal to measuring each image on its own; later runs read them from the cache."""
-    from pytest_erran.inference import properties
     import pytest_erran
+    from pytest_erran import measuring
+    from pytest_erran.inference import measurements, properties
 
     project.model()
     project.data(rows_with_misses())
-    real = properties.measure_all
     paths = sorted(str(p) for p in (project.path / "images").glob("*.png"))
-    expected = real(paths, paths, 1)
+    expected = measurements.measure_all(paths, paths, measurements.Regions.none(), 1, fingerprints=False).images
 
-    def refuse(*args):
+    def refuse(*args, **kwargs):
         raise AssertionError("measured in a pass of its own")
 
-    monkeypatch.setattr(properties, "measure_all", refuse)
+    monkeypatch.setattr(measuring, "measure_all", refuse)
     options = {"model": str(project.path / "model.onnx"), "data": str(project.path / "dev.csv"),
                "classes": ["ok", "scratch", "dent"], "negative": "ok", "html": "g.html"}
     evaluation = pytest_erran.evaluate(options, cache_dir=project.path / "cache")

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import BucketSpec, Settings
 from ..errors import ErranError
-from ..vocabulary import ALL, BucketKind
+from ..vocabulary import ALL, AUTO_PREFIX, EVERY, BucketKind
 from . import where
 
 
@@ -38,6 +38,9 @@ def bucket_names(classes: tuple[str, ...], negative: str | None, specs: tuple[Bu
     """Every bucket name, checked for clashes, in a fixed order: all, classes, then custom."""
     names = [ALL] + [c for c in classes if c != negative]
     for spec in specs:
+        if spec.name.startswith(AUTO_PREFIX):
+            raise ErranError(f"[buckets.{spec.name}]: names starting with '{AUTO_PREFIX}' are the automatic "
+                             "buckets' (auto:dark, auto:edge, ...); rename it")
         if spec.name == ALL or spec.name in classes:
             what = "the bucket of all units" if spec.name == ALL else f"the bucket of class '{spec.name}'"
             raise ErranError(f"[buckets.{spec.name}]: '{spec.name}' is already {what}; rename it")
@@ -51,7 +54,7 @@ def check_references(names: list[str], classes: tuple[str, ...], settings: Setti
     negative = settings.negative
     if negative is not None and negative not in classes:
         raise ErranError(f"negative = '{negative}' is not one of the classes {list(classes)}")
-    for name in (r.bucket for r in settings.requirements):
+    for name in (r.bucket for r in settings.requirements if r.bucket != EVERY):  # data checks: no bucket
         if name == negative:
             raise ErranError(f"[[require]] bucket = '{name}': '{name}' is the negative class; recall "
                              "counts defects, so require it on a defect class or bucket")
@@ -68,6 +71,8 @@ def check_references(names: list[str], classes: tuple[str, ...], settings: Setti
         if name not in classes:
             raise ErranError(f"[class_thresholds] '{name}' is not one of the classes {list(classes)}")
     for requirement in settings.requirements:
+        if requirement.bucket == EVERY:
+            continue
         if bucket_kind(requirement.bucket, classes) not in requirement.spec.buckets:
             raise ErranError(f"[[require]] {requirement.id}: {requirement.metric} is defined for a "
                              "class's own bucket or 'all' (predictions have a class, not a bucket)")
@@ -81,14 +86,7 @@ def build_buckets(units: pd.DataFrame, classes: tuple[str, ...], negative: str |
         if cls != negative:
             buckets[cls] = Bucket(cls, labels == cls, BucketKind.CLASS)
     for spec in specs:
-        mask = np.ones(len(units), bool)
-        if spec.where is not None:
-            mask &= _where(units, spec)
-        if spec.tag is not None:
-            mask &= np.fromiter((spec.tag in tags for tags in units["tags"]), bool, len(units))
-        if spec.cls is not None:
-            mask &= labels == spec.cls
-        buckets[spec.name] = Bucket(spec.name, mask)
+        buckets[spec.name] = Bucket(spec.name, bucket_mask(units, spec))
     return buckets
 
 
@@ -98,6 +96,18 @@ def check_wheres(specs: tuple[BucketSpec, ...]) -> None:
         if spec.where is not None:
             with _naming(spec):
                 where.parse(spec.where)
+
+
+def bucket_mask(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
+    """The units in a configured bucket: every condition it gives holds."""
+    mask = np.ones(len(units), bool)
+    if spec.where is not None:
+        mask &= _where(units, spec)
+    if spec.tag is not None:
+        mask &= np.fromiter((spec.tag in tags for tags in units["tags"]), bool, len(units))
+    if spec.cls is not None:
+        mask &= units["label"].to_numpy() == spec.cls
+    return mask
 
 
 def _where(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:

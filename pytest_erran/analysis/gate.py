@@ -22,6 +22,8 @@ class Verdict:
     outcome: Outcome
     message: str
     needed: int | None = None  # positives a too-small bucket would need
+    raw_p: float | None = None  # a max_drop's regression p-value ...
+    adjusted_p: float | None = None  # ... and after the family correction (Holm), when one applies
 
     @property
     def id(self) -> str:
@@ -58,13 +60,15 @@ def as_run(verdict: Verdict, outcome: str | None) -> Verdict:
     return verdict
 
 
-def judge(requirement: Requirement, result: BucketResult, alpha: float, confidence: float) -> Verdict:
+def judge(requirement: Requirement, result: BucketResult, alpha: float, confidence: float,
+          adjusted_p: float | None = None, family: int = 1) -> Verdict:
     """The floor (recall, precision, fp per image) and the baseline comparison (max_drop); a floor
-    failure leads, a real regression comes next, then warnings (inconclusive, too small)."""
+    failure leads, a real regression comes next, then warnings (inconclusive, too small).
+    `adjusted_p`: the drop's p-value after a correction over a family of `family` buckets."""
     floor = _floor(requirement, result, confidence)
     if requirement.max_drop is None:
         return floor
-    drop = _drop(requirement, result, alpha)
+    drop = _drop(requirement, result, alpha, adjusted_p, family)
     if drop is None:
         why = _not_compared(result)
         if floor is None:
@@ -75,6 +79,7 @@ def judge(requirement: Requirement, result: BucketResult, alpha: float, confiden
         return drop
     if not floor.passed or drop.outcome == PASSED:
         floor.message += f"; {drop.message}"
+        floor.raw_p, floor.adjusted_p = drop.raw_p, drop.adjusted_p
         return floor
     drop.message = f"{floor.message}; {drop.message}"
     drop.value = floor.value
@@ -131,20 +136,28 @@ def _floor(requirement: Requirement, result: BucketResult, confidence: float) ->
                    f"{point} {'>=' if ok else '<'} {shown}")
 
 
-def _drop(requirement: Requirement, result: BucketResult, alpha: float) -> Verdict | None:
+def _drop(requirement: Requirement, result: BucketResult, alpha: float, adjusted_p: float | None,
+          family: int) -> Verdict | None:
     comparison = result.comparison
     if comparison is None or comparison.delta is None:
         return None
     drop = -comparison.delta
+    raw = comparison.regression_p
+    p = raw if adjusted_p is None else adjusted_p
+    corrected = "" if adjusted_p is None else f", {adjusted_p:.3g} after Holm over {family} buckets"
     flips = (f"{len(comparison.newly_missed)} newly missed, {len(comparison.newly_caught)} newly caught, "
-             f"p = {comparison.regression_p:.3g}")
+             f"p = {raw:.3g}{corrected}")
     change = (f"recall {comparison.baseline_recall:.3f} -> {comparison.baseline_recall + comparison.delta:.3f} "
               f"on {comparison.shared} shared units ({flips})")
     limit = format_threshold(requirement.max_drop)
+    which = "p" if adjusted_p is None else "Holm p"
+
+    def verdict(*args) -> Verdict:
+        return Verdict(requirement, drop, *args, raw_p=raw, adjusted_p=adjusted_p)
+
     if drop <= requirement.max_drop + 1e-12:
-        return Verdict(requirement, drop, True, PASSED, f"{change}: drop within {limit}")
-    if comparison.regression_p < alpha:
-        return Verdict(requirement, drop, False, REGRESSED,
-                       f"{change}: drop {drop:.3f} > {limit} and p < alpha {alpha:g}")
-    return Verdict(requirement, drop, True, INCONCLUSIVE,
-                   f"{change}: drop {drop:.3f} > {limit} but p >= alpha {alpha:g}, so it may be noise")
+        return verdict(True, PASSED, f"{change}: drop within {limit}")
+    if p < alpha:
+        return verdict(False, REGRESSED, f"{change}: drop {drop:.3f} > {limit} and {which} < alpha {alpha:g}")
+    return verdict(True, INCONCLUSIVE,
+                   f"{change}: drop {drop:.3f} > {limit} but {which} >= alpha {alpha:g}, so it may be noise")

@@ -86,12 +86,13 @@ def bucket_results(units: pd.DataFrame, buckets: dict[str, Bucket], negative: st
             false_positives=counts.false_positives if counts else None,
             images=images if counts else None,
             false_positive_images=counts.false_positive_images if counts else [],
-            comparison=_compare(ids[members], hit[members], labels[members], baseline) if baseline else None,
+            comparison=compare_units(ids[members], hit[members], labels[members], baseline) if baseline else None,
         )
     return results
 
 
-def _compare(ids: np.ndarray, hit: np.ndarray, labels: np.ndarray, baseline: Baseline) -> Comparison:
+def compare_units(ids: np.ndarray, hit: np.ndarray, labels: np.ndarray, baseline: Baseline) -> Comparison:
+    """These units (ids, hit now, true labels) against the baseline's."""
     # A unit is shared when the baseline had it with the same true label: a relabelled unit is
     # a different question, so it counts as added.
     known = np.fromiter((baseline.units.get(i) == label for i, label in zip(ids, labels)), bool, len(ids))

@@ -38,12 +38,13 @@ def default_threads() -> int:
 def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
                 batch_size: int, threads: int, inputs: "InputRows | None" = None,
                 progress: Callable[[int, int], None] | None = None,
-                inspect: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
+                observe: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
     """Yield the model's outputs batch by batch. Memory holds SLOTS batches of pixels, whatever
     the number of images; decode threads fill the next batches while the model runs. With
     `inputs` (the input cache), a cached row is copied instead of decoded, and a decoded one
     stored. `progress(done, total)` is called after each batch the model has run;
-    `inspect(i, image)` sees each decoded image, in a decode thread."""
+    `observe(i, image)`, when given, sees each decoded image in its decode thread (to measure
+    it from the same decode)."""
     fixed = model.fixed_batch()
     if fixed is not None:  # the model decides: its outputs may not even have a batch axis
         batch_size = fixed
@@ -55,15 +56,15 @@ def run_batches(model: OnnxModel, paths: Sequence[str], sources: Sequence[str], 
     starts = range(0, count, batch_size)
 
     def decode(i: int, slot: int, row: int) -> None:
-        look = None if inspect is None else (lambda image: inspect(i, image))
+        seen = None if observe is None else (lambda image: observe(i, image))
         if prep.resize == NATIVE:  # a buffer of the image's own size (batches of one); not cached
-            buffers[slot] = decode_native(paths[i], prep, sources[i], look)[None]
+            buffers[slot] = decode_native(paths[i], prep, sources[i], seen)[None]
             sizes[slot][row] = buffers[slot].shape[2], buffers[slot].shape[1]
             return
         out = buffers[slot][row]
         size = inputs.get(i, out) if inputs is not None else None
         if size is None:
-            size = decode_into(paths[i], out, prep, sources[i], look)
+            size = decode_into(paths[i], out, prep, sources[i], seen)
             if inputs is not None:
                 inputs.put(i, out, size)
         sizes[slot][row] = size

@@ -87,7 +87,23 @@ def cached_arrays(directory: Path | None, make_key: Callable[[], str],
         return arrays, False
 
 
+def peek_arrays(directory: Path | None, key: str, valid=None) -> dict[str, np.ndarray] | None:
+    """The arrays stored under `key`, or None (no cache, nothing stored, or an entry that fails
+    its checks), without computing or removing anything."""
+    if directory is None:
+        return None
+    return _read(directory / f"{key}.npz", key, valid)
+
+
 def _load(target: Path, key: str, valid) -> dict[str, np.ndarray] | None:
+    arrays = _read(target, key, valid)
+    if arrays is None and target.exists():
+        with contextlib.suppress(OSError):  # recomputed and replaced; one that cannot be removed is overwritten
+            target.unlink(missing_ok=True)
+    return arrays
+
+
+def _read(target: Path, key: str, valid) -> dict[str, np.ndarray] | None:
     if not target.exists():
         return None
     try:
@@ -96,10 +112,8 @@ def _load(target: Path, key: str, valid) -> dict[str, np.ndarray] | None:
         own = arrays.pop(KEY, None)  # an entry copied from another key is not this one
         if own is not None and own.shape == () and str(own) == key and (valid is None or valid(arrays)):
             return arrays
-    except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is recomputed
+    except Exception:  # noqa: BLE001 - a damaged entry (zip, npy or I/O error) is never trusted
         pass
-    with contextlib.suppress(OSError):  # and replaced; one that cannot be removed is overwritten
-        target.unlink(missing_ok=True)
     return None
 
 

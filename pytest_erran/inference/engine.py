@@ -31,8 +31,8 @@ class Engine:
 
     def batches(self, model: OnnxModel, paths: Sequence[str], sources: Sequence[str], prep: Preprocess,
                 progress: Callable[[int, int], None] | None = None,
-                inspect: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
-        """`progress(done, total)` after each batch; `inspect(i, image)` sees each image the local
+                observe: Callable[[int, object], None] | None = None) -> Iterator[Batch]:
+        """`progress(done, total)` after each batch; `observe(i, image)` sees each image the local
         runner decodes (Ray's workers decode remotely, and cached inputs are not decoded)."""
         if self.kind == "ray":
             from .ray_engine import ray_batches
@@ -52,4 +52,4 @@ class Engine:
         cached = nullcontext(None) if prep.resize == NATIVE else self.inputs.rows(self.dataset, prep, paths)
         with cached as rows:
             yield from run_batches(model, paths, sources, prep, self.batch_size, self.threads, rows,
-                                   progress, inspect)
+                                   progress, observe)

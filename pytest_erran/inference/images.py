@@ -179,13 +179,15 @@ def eight_bit(image: Image.Image) -> Image.Image:
 
 
 def decode_into(path: str, out: np.ndarray, prep: Preprocess, source: str,
-                inspect: Callable[[Image.Image], None] | None = None) -> tuple[int, int]:
+                observe: Callable[[Image.Image], None] | None = None) -> tuple[int, int]:
     """Decode `path` into `out` ([H, W, C] uint8) resized for the model; return the image's own
-    (width, height). `inspect` sees the decoded image first (image properties, measured
-    without decoding the file a second time)."""
+    (width, height). `observe`, when given, sees the decoded image first (as RGB, full size, before
+    any reduced-scale decode), so that measuring it costs no second decode."""
     with open_image(path, source, prep.exif) as image:
-        if inspect is not None:
-            inspect(image)
+        if observe is not None:
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            observe(image)
         size = image.size  # the image's own, even when decoded at a reduced scale
         target = (prep.width, prep.height)
         mode = "L" if prep.channels == 1 else "RGB"

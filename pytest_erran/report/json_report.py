@@ -21,6 +21,8 @@ def report_document(evaluation) -> dict:
         "requirements": [_requirement(verdict) for verdict in evaluation.verdicts],
     }
     document.update(peer_metrics(evaluation))
+    if evaluation.analysis is not None:
+        document["analysis"] = evaluation.analysis
     if evaluation.baseline is not None:
         document["baseline"] = {
             "path": portable_path(evaluation.baseline.path, evaluation.settings.rootdir),
@@ -82,6 +84,9 @@ def _requirement(verdict) -> dict:
         "outcome": verdict.outcome,
         "message": verdict.message,
         **({"positives_needed": verdict.needed} if verdict.needed else {}),
+        **({"regression_p": verdict.raw_p} if verdict.raw_p is not None else {}),
+        **({"adjusted_p": verdict.adjusted_p} if verdict.adjusted_p is not None else {}),
+        **({"min_train": requirement.min_train} if requirement.min_train is not None else {}),
     }
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from ..analysis.gate import FAILED, INCONCLUSIVE, NOT_RUN, PASSED, REGRESSED, SKIPPED, TOO_SMALL
 from ..vocabulary import METRICS, GateMode, Metric, TaskName, format_threshold
+from .analysis_lines import analysis_lines
 
 SHOWN_MISSES = 5
 STATUS_TEXT = {FAILED: "FAILED", REGRESSED: "REGRESSED", TOO_SMALL: "too small",
@@ -29,6 +30,7 @@ def summary_lines(evaluation, saved_baseline=None, report_path=None) -> list[tup
     lines.append(("", {}))
     lines.extend(_table(rows, evaluation))
     lines.extend(_misses(rows))
+    lines.extend(analysis_lines(evaluation))
     lines.extend(confusion_lines(evaluation))
     lines.append(("", {}))
     lines.append(_next_step(evaluation, rows, saved_baseline, report_path))
@@ -120,10 +122,13 @@ def _required(verdicts) -> str:
         r = v.requirement
         if r.metric != Metric.DROP:
             lower_bound = " (lb)" if r.metric == Metric.RECALL and r.gate == GateMode.LOWER_BOUND else ""
-            parts.append(f"{r.spec.label}{r.spec.sign}{format_threshold(r.threshold)}{lower_bound}")
+            limit = f"{r.threshold:.0f}" if r.spec.counts else format_threshold(r.threshold)
+            parts.append(f"{r.spec.label}{r.spec.sign}{limit}{lower_bound}")
         if r.max_drop is not None:
             drop = METRICS[Metric.DROP]
             parts.append(f"{drop.label}{drop.sign}{format_threshold(r.max_drop)}")
+        if r.min_train is not None and r.metric != Metric.COVERAGE:
+            parts.append(f"train>={r.min_train}")
     return " ".join(parts) or "-"
 
 

@@ -46,7 +46,9 @@ class Context:
     cache: "PredictionCache"
     adapters: Mapping[str, Callable] = field(default_factory=dict)  # output adapters from hooks
     progress: Callable[[int, int], None] | None = None  # (images done, total) while the model runs
-    inspect: Callable[[int, object], None] | None = None  # (image row, PIL image) as each is decoded
+    # observe(i, image): sees image i as the model's decode threads decode it, for measurements
+    # made from the same decode
+    observe: Callable[[int, object], None] | None = None
     export: "Export | None" = None  # what the model file says about its exporter (with a model)
     engine: "Engine | None" = None  # runs the model over the images (local threads or Ray)
 
@@ -56,7 +58,7 @@ class Context:
         from ..inference.engine import Engine
 
         engine = self.engine or Engine(self.settings.batch_size, self.settings.threads or default_threads())
-        return engine.batches(model, paths, sources, prep, self.progress, self.inspect)
+        return engine.batches(model, paths, sources, prep, self.progress, self.observe)
 
 
 @dataclass(frozen=True)

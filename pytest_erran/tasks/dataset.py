@@ -28,6 +28,10 @@ class Dataset:
     all_images: set[str] = field(default_factory=set)
     # The classes the file itself defines, in model output order (COCO categories by id).
     classes: tuple[str, ...] | None = None
+    # The other splits' rows (`split` != the evaluated one), with the same columns, for split
+    # coverage, calibration and leakage: never run through a model. None without a split column.
+    other_images: pd.DataFrame | None = None
+    other_units: pd.DataFrame | None = None
 
     @property
     def labels(self) -> set[str]:
@@ -62,6 +66,13 @@ def select_split(frame: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
             "set `split` in the config to the one to evaluate"
         )
     return selected
+
+
+def other_splits(frame: pd.DataFrame, split: str) -> pd.DataFrame | None:
+    """The rows of every split but `split`, or None when the table has no split column."""
+    if "split" not in frame.columns:
+        return None
+    return frame[frame["split"] != split].reset_index(drop=True)
 
 
 def check_unique(ids: pd.Series, where: Callable[[object], str], what: str, fix: str) -> None:

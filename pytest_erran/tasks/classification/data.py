@@ -15,6 +15,7 @@ from ..dataset import (
     check_images_exist,
     check_unique,
     file_sha256,
+    other_splits,
     parse_tags,
     select_split,
 )
@@ -23,20 +24,25 @@ TEXT_COLUMNS = ("id", "image", "label", "tags", "split")
 
 
 def load_classification(path: Path, split: str) -> Dataset:
+    others = None
     if path.is_dir():
         images, digest = _image_folder(path)
         everything = images
     else:
-        images, digest, everything = _manifest(path, split)
+        images, digest, everything, others = _manifest(path, split)
     check_images_exist(images)
-    units = images.assign(image_id=images["id"], _display=images["image"],
-                          _image_index=range(len(images)))
-    return Dataset(path=path, images=images, units=units, sha256=digest,
-                   all_ids=set(everything["id"]), all_images=set(everything["image"]))
+    return Dataset(path=path, images=images, units=_units(images), sha256=digest,
+                   all_ids=set(everything["id"]), all_images=set(everything["image"]),
+                   other_images=others, other_units=None if others is None else _units(others))
 
 
-def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
-    """The evaluated rows, the file's digest, and all rows (ids and images of every split)."""
+def _units(images: pd.DataFrame) -> pd.DataFrame:
+    return images.assign(image_id=images["id"], _display=images["image"], _image_index=range(len(images)))
+
+
+def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame, pd.DataFrame | None]:
+    """The evaluated rows, the file's digest, all rows (ids and images of every split), and the
+    rows of the other splits (None without a split column)."""
     frame, sources = read_table(path, TEXT_COLUMNS)
     missing = [c for c in ("image", "label") if c not in frame.columns]
     if missing:
@@ -56,16 +62,22 @@ def _manifest(path: Path, split: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
     else:
         frame["id"] = frame["image"]
     everything = frame[["id", "image"]]
+    others = other_splits(frame, split)
     frame = select_split(frame, path, split)
     for column in ("image", "label"):
         blank = frame[frame[column] == ""]
         if len(blank):
             raise ErranError(f"{blank['_source'].iloc[0]}: empty `{column}`; every row needs one")
     check_unique(frame["id"], frame["_source"].__getitem__, "the id", "give every row its own id")
-    frame["tags"] = [parse_tags(value) for value in frame["tags"]] if "tags" in frame.columns else [()] * len(frame)
     base = str(path.parent.resolve())  # one resolve, not one per row (each is an lstat per component)
+    frame = _with_tags_and_paths(frame.reset_index(drop=True), base)
+    return frame, file_sha256(path), everything, None if others is None else _with_tags_and_paths(others, base)
+
+
+def _with_tags_and_paths(frame: pd.DataFrame, base: str) -> pd.DataFrame:
+    frame["tags"] = [parse_tags(value) for value in frame["tags"]] if "tags" in frame.columns else [()] * len(frame)
     frame["_path"] = [os.path.normpath(os.path.join(base, image)) for image in frame["image"]]
-    return frame.reset_index(drop=True), file_sha256(path), everything
+    return frame
 
 
 def _image_folder(root: Path) -> tuple[pd.DataFrame, str]:

@@ -22,7 +22,7 @@ from ...errors import ErranError
 from ...inference.batches import default_threads
 from ...inference.images import image_size, open_image_header, orientation
 from ...tables import numbers
-from ..dataset import Dataset, check_images_exist, file_sha256, select_split
+from ..dataset import Dataset, check_images_exist, file_sha256, other_splits, select_split
 from .boxes import BOX, CROWD_COLUMNS
 from .coco import read_coco
 from .object_table import read_object_table
@@ -56,6 +56,7 @@ def load_detection(path: Path, split: str, exif: str = "apply", threads: int | N
     everything = images[["id", "image"]]
     if images.empty:
         raise ErranError(f"{path}: the dev set has no images; add images (and their objects)")
+    others = other_splits(images, split)
     images = select_split(images, path, split).reset_index(drop=True)
     base = path.parent.resolve()
     # normpath rather than Path.resolve: no system call per image (100k images load in seconds).
@@ -63,9 +64,15 @@ def load_detection(path: Path, split: str, exif: str = "apply", threads: int | N
     check_images_exist(images)
     _fill_sizes(images, exif, threads or default_threads())
     units, crowd = _units(images, objects)
+    other_units = None
+    if others is not None:  # labels and geometry only: their pixels are never decoded here
+        others["_path"] = [os.path.normpath(os.path.join(base, image)) for image in others["image"]]
+        _declared_sizes(others, exif)
+        other_units = _units(others, objects)[0]
     return DetectionDataset(path=path, images=images, units=units, sha256=file_sha256(path),
                             all_ids=set(everything["id"]), all_images=set(everything["image"]),
-                            classes=classes, crowd=crowd, category_ids=category_ids)
+                            classes=classes, crowd=crowd, category_ids=category_ids,
+                            other_images=others, other_units=other_units)
 
 
 def _fill_sizes(images: pd.DataFrame, exif: str, threads: int) -> None:
@@ -99,6 +106,20 @@ def _fill_sizes(images: pd.DataFrame, exif: str, threads: int) -> None:
                              f"{width:g} x {height:g} pixels{turned}; fix width and height, or leave "
                              "them out to have them read from the image")
         images[column] = actual[:, k]
+
+
+def _declared_sizes(images: pd.DataFrame, exif: str) -> None:
+    """Other splits' sizes as declared, else from the header of an image that is there: their
+    images need not exist (only their labels and geometry are counted), and are not checked."""
+    sources = images["_source"].tolist()
+    for column in ("width", "height"):
+        given = images[column] if column in images.columns else pd.Series(np.nan, index=images.index)
+        images[column] = numbers(given, sources, f"{{source}}: {column} {{value!r}} is not a number; "
+                                 "give the image size in pixels", required=False)
+    for row in np.flatnonzero((images["width"].isna() | images["height"].isna()).to_numpy()):
+        path = images["_path"].iloc[row]
+        if os.path.isfile(path):
+            images.loc[images.index[row], ["width", "height"]] = image_size(path, sources[row], exif)
 
 
 def _quarter_turned(path: str, source: str) -> bool:
