@@ -317,7 +317,7 @@ def test_a_class_with_false_alarms_gets_the_threshold_that_reaches_its_precision
     assert entry["suggested_threshold"] == pytest.approx(200 / 255, rel=1e-6)
     assert (entry["precision_at"], entry["recall"], entry["recall_at"], entry["hits_lost"]) == \
         pytest.approx((1.0, 1.0, 10 / 12, 2))
-    assert "Increase the confidence threshold for defect X." in entry["suggestions"]
+    assert "Increase the confidence threshold for scratch." in entry["suggestions"]
     result.stdout.fnmatch_lines(["false positives: scratch: 5 false positives (precision 0.706); "
                                  "class_thresholds.scratch = 0.7843 reaches precision 1.000*(2 hits lost)"])
     # the suggested threshold, set, does what the analysis said

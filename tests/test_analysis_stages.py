@@ -189,7 +189,7 @@ def test_the_shipped_table_holds_the_practice_and_a_project_table_wins():
     assert "Add random blur data augmentation." in table["blurry"]["experiments"]
     assert "Normalize image brightness." in table["dark"]["experiments"]
     assert {"Add random crop data augmentation.", "Add random shift data augmentation."} <= set(table["edge"]["experiments"])
-    assert "Increase the confidence threshold for defect X." in table["false_positives"]["experiments"]
+    assert "Increase the confidence threshold for {class}." in table["false_positives"]["experiments"]
     assert "Oversample rare defects during training." in table["rare"]["experiments"]
     ours = Suggestions({"edge": ["Train on 1.2x crops."], "low_light": ["Use the ring light."]})
     assert ours.for_bucket("auto:edge", "auto:edge", "edge") == ("edge", ["Train on 1.2x crops."])

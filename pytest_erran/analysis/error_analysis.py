@@ -278,7 +278,8 @@ def _false_positives(inputs: Inputs, suggestions: Suggestions) -> list[dict]:
         entry = false_positives.analyse(sweep, target, source, f"class_thresholds.{sweep.cls}")
         if settings.negative is None and not isinstance(predictions, Detections):
             entry["note"] = "a threshold needs `negative`, the class a low score becomes"
-        entry["suggestions"] = suggestions.experiments("false_positives")
+        entry["suggestions"] = [text.replace("{class}", entry["class"])
+                                for text in suggestions.experiments("false_positives")]
         out.append(entry)
     return sorted(out, key=lambda e: (-e["false_positives"], e["class"]))
 
