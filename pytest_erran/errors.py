@@ -5,9 +5,20 @@ pipeline from a model that failed its gate (exit 1). The message must name the f
 row, key or value at fault and say what to do.
 """
 
+from contextlib import contextmanager
+
 
 class ErranError(Exception):
     """Bad input: config, data, model, predictions or baseline."""
+
+
+@contextmanager
+def prefixed(prefix: str):
+    """ErranErrors raised inside start with `prefix`: the file or config entry they are about."""
+    try:
+        yield
+    except ErranError as e:
+        raise ErranError(f"{prefix}: {e}") from None
 
 
 class ErranWarning(UserWarning):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from .analysis.gate import Verdict, as_run, judge
 from .analysis.results import BucketResult, bucket_results
 from .analysis.stats import holm
 from .config import Settings
-from .errors import ErranError
+from .errors import ErranError, prefixed
 from .files import portable_path
 from .inference.batches import default_threads
 from .inference.cache import PredictionCache
@@ -323,13 +322,9 @@ def _checked_buckets(settings: Settings, dataset: Dataset, classes: tuple[str, .
     return buckets
 
 
-@contextmanager
 def _naming(settings: Settings):
     """Errors about the config's own entries start with the config file."""
-    try:
-        yield
-    except ErranError as e:
-        raise ErranError(f"{settings.source}: {e}") from None
+    return prefixed(settings.source)
 
 
 def _classes(settings: Settings, export: Export | None, dataset: Dataset) -> tuple[str, ...]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..config import BucketSpec, Settings
-from ..errors import ErranError
+from ..errors import ErranError, prefixed
 from ..vocabulary import ALL, AUTO_PREFIX, EVERY, BucketKind
 from . import where
 
@@ -115,9 +114,5 @@ def _where(units: pd.DataFrame, spec: BucketSpec) -> np.ndarray:
         return where.evaluate(spec.where, units)
 
 
-@contextmanager
 def _naming(spec: BucketSpec):
-    try:
-        yield
-    except ErranError as e:
-        raise ErranError(f"[buckets.{spec.name}] where = {spec.where!r}: {e}") from None
+    return prefixed(f"[buckets.{spec.name}] where = {spec.where!r}")
