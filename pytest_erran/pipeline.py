@@ -71,6 +71,7 @@ class Evaluation:
     # they apply; everything else with `analyze`. None when there is nothing to say.
     analysis: dict | None = None
     review: pd.DataFrame | None = None  # the review sheet's rows, when `misses` is set
+    auto_masks: dict[str, np.ndarray] = field(default_factory=dict)  # auto:* bucket -> mask over units
 
     def bucket(self, name: str) -> BucketResult:
         if name not in self.buckets:
@@ -188,7 +189,7 @@ def _evaluate(settings: Settings, cache_dir: Path | None, adapters: Mapping[str,
         timing={"load_s": loaded - started, "predict_s": finished - loaded, "predicted": result.predicted,
                 "images": len(dataset.images), "inputs_cached": engine.inputs.hits,
                 "inputs_decoded": engine.inputs.decoded, "analysis_s": time.perf_counter() - finished},
-        notes=notes, analysis=analysis.document or None, review=analysis.review,
+        notes=notes, analysis=analysis.document or None, review=analysis.review, auto_masks=auto_masks,
     )
 
 

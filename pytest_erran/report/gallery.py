@@ -125,6 +125,11 @@ class _Context:
             if name != ALL:
                 for unit in result.missed:
                     self.missed_in.setdefault(unit, []).append(name)
+        ids = self.units["id"].to_numpy()
+        for name, mask in sorted(getattr(evaluation, "auto_masks", {}).items()):
+            for unit in ids[mask]:  # the automatic buckets a unit is in, beneath its thumbnail
+                if name not in self.missed_in.get(unit, []):
+                    self.missed_in.setdefault(unit, []).append(name)
         settings = evaluation.settings
         self.thresholds = {c: float(settings.class_thresholds.get(c, settings.score_threshold))
                            for c in evaluation.classes}
