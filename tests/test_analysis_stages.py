@@ -144,23 +144,29 @@ def test_split_coverage_counts_and_flags_by_hand():
 @pytest.mark.parametrize("bits", [0, 2, 4, 9])
 def test_near_duplicates_equal_a_brute_force_comparison(bits):
     rng = np.random.default_rng(bits)
-    a = rng.integers(0, 2 ** 63, 60, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2 ** 63, 80, dtype=np.int64).astype(np.uint64)
-    for k, flips in enumerate([0, 1, 3, 4, 5, 8, 10]):  # copies of a[k] with `flips` bits changed
-        value = int(a[k])
-        for bit in rng.choice(64, flips, replace=False):
-            value ^= 1 << int(bit)
-        b[k] = value
+    a = rng.integers(0, 2 ** 63, (60, 2), dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2 ** 63, (80, 2), dtype=np.int64).astype(np.uint64)
+    for k, flips in enumerate([0, 1, 3, 4, 5, 8, 10]):  # copies of a[k] with `flips` of its 128 bits changed
+        words = [int(a[k, 0]), int(a[k, 1])]
+        for bit in rng.choice(128, flips, replace=False):
+            words[int(bit) // 64] ^= 1 << (int(bit) % 64)
+        b[k] = words
+    b[7] = [a[7, 0], ~a[7, 1]]  # alike along the rows, unlike down the columns: not near
+
+    def distance(x, y):
+        return sum(bin(int(u) ^ int(v)).count("1") for u, v in zip(x, y))
+
     pixels_a = np.arange(120, dtype=np.uint64).reshape(60, 2)
     pixels_b = np.arange(1000, 1160, dtype=np.uint64).reshape(80, 2)
     pixels_b[0] = pixels_a[0]  # a[0] and b[0]: identical pixels too
     found = leakage.duplicates([f"e{i}" for i in range(60)], a, pixels_a, "dev", [f"o{j}" for j in range(80)],
                                ["train"] * 80, b, pixels_b, bits)
     expected = {(f"e{i}", f"o{j}") for i in range(60) for j in range(80)
-                if bin(int(a[i]) ^ int(b[j])).count("1") <= bits}
+                if distance(a[i], b[j]) <= bits}
     assert {(e["image"], e["other"]) for e in found} == expected
     assert ("e0", "o0") in expected and found[0]["kind"] == "identical" and found[0]["distance"] == 0
     assert all(e["kind"] == "near" for e in found[1:])
+    assert ("e7", "o7") not in expected
 
 
 # --- thresholds -----------------------------------------------------------------------------------

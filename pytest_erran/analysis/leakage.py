@@ -2,9 +2,10 @@
 split's image (same pixel hash), or near-identical (difference hashes within
 `near_duplicate_bits` bits). Listed by the paths the dev set writes.
 
-Near pairs are found without comparing every pair: two 64-bit hashes within k bits agree
-exactly on at least one of k + 1 disjoint blocks of bits (pigeonhole), so only pairs sharing a
-block are compared.
+The distance of two difference hashes is the number of their 128 bits that differ. Near pairs
+are found without comparing every pair: two hashes within k bits have horizontal words within k
+bits, which agree exactly on at least one of k + 1 disjoint blocks of bits (pigeonhole), so
+only pairs sharing a block are compared.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ SHOWN = 5
 
 
 def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Differing bits of [n, 2] hashes, row by row."""
     x = np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))
     if hasattr(np, "bitwise_count"):  # numpy >= 2
-        return np.bitwise_count(x).astype(np.int64)
-    return np.unpackbits(x[..., None].view(np.uint8), axis=-1).sum(axis=-1).astype(np.int64)
+        return np.bitwise_count(x).sum(axis=-1).astype(np.int64)
+    return np.unpackbits(x[..., None].view(np.uint8), axis=-1).sum(axis=(-2, -1)).astype(np.int64)
 
 
 def _block_pairs(a: np.ndarray, b: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +56,8 @@ def duplicates(evaluated_paths: list[str], evaluated_dhash: np.ndarray, evaluate
     out = []
     if not len(evaluated_paths) or not len(other_paths):
         return out
-    i, j = _block_pairs(np.asarray(evaluated_dhash, np.uint64), np.asarray(other_dhash, np.uint64), bits)
+    evaluated_dhash, other_dhash = np.asarray(evaluated_dhash, np.uint64), np.asarray(other_dhash, np.uint64)
+    i, j = _block_pairs(evaluated_dhash[:, 0], other_dhash[:, 0], bits)
     distance = _hamming(evaluated_dhash[i], other_dhash[j])
     near = distance <= bits
     i, j, distance = i[near], j[near], distance[near]

@@ -1,10 +1,13 @@
 """Fingerprints for leakage between splits: a hash of the decoded RGB pixels (identical images,
-whatever their file format or name) and a 64-bit difference hash (near-identical ones).
+whatever their file format or name) and a 128-bit difference hash (near-identical ones).
 
-difference hash: the gray image area-averaged down to 9 x 8 pixels (each output pixel the mean
-of the input pixels it covers, fractions of a pixel weighted by their share, rounded to 1e-6 so
-that equal means compare equal), then per row the 8 comparisons "right neighbour brighter than
-left", row by row, first bit the most significant.
+difference hash: two 64-bit words. The first: the gray image area-averaged down to 9 x 8 pixels
+(each output pixel the mean of the input pixels it covers, fractions of a pixel weighted by
+their share, rounded to 1e-6 so that equal means compare equal), then per row the 8
+comparisons "right neighbour brighter than left", row by row, first bit the most significant.
+The second: the same on the transposed image (per column, "lower neighbour brighter than
+upper"). One word alone is blind to structure along its rows: two parts with their tubes at
+different heights hash alike horizontally; the vertical word tells them apart.
 """
 
 from __future__ import annotations
@@ -44,10 +47,14 @@ def area_means(values: np.ndarray, cells: int, axis: int) -> np.ndarray:
     return np.moveaxis(sums / (size / cells), 0, axis)
 
 
-def difference_hash(gray: np.ndarray) -> np.uint64:
-    """The 64-bit difference hash of a 2-D gray image (see the module doc)."""
-    gray = np.asarray(gray, np.float64)
+def _row_hash(gray: np.ndarray) -> np.uint64:
     small = np.round(area_means(area_means(gray, HASH_HEIGHT, 0), HASH_WIDTH, 1), 6)
     bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
     return np.frombuffer(np.packbits(bits).tobytes(), dtype=">u8").astype(np.uint64)[0]
+
+
+def difference_hash(gray: np.ndarray) -> np.ndarray:
+    """[2] uint64: the horizontal and vertical difference hashes of a 2-D gray image (module doc)."""
+    gray = np.asarray(gray, np.float64)
+    return np.array([_row_hash(gray), _row_hash(gray.T)], np.uint64)
 

@@ -20,7 +20,7 @@ from .fingerprints import difference_hash, pixel_hash
 from .images import open_image
 from .properties import NAMES, OBJECT_NAMES, object_properties, of_gray, small_gray
 
-VERSION = 1  # part of the cache key: bump when a formula changes
+VERSION = 2  # part of the cache key: bump when a formula changes
 
 
 @dataclass
@@ -51,13 +51,13 @@ class Regions:
 @dataclass
 class Measurements:
     images: np.ndarray  # [N, 3] brightness, contrast, blur
-    dhash: np.ndarray  # [N] uint64 difference hash
+    dhash: np.ndarray  # [N, 2] uint64 difference hash (horizontal, vertical)
     pixels: np.ndarray  # [N, 2] uint64 pixel hash
     regions: np.ndarray  # [K, 2] object_brightness, object_contrast
 
     @classmethod
     def empty(cls, images: int, regions: int) -> "Measurements":
-        return cls(np.full((images, len(NAMES)), np.nan), np.zeros(images, np.uint64),
+        return cls(np.full((images, len(NAMES)), np.nan), np.zeros((images, 2), np.uint64),
                    np.zeros((images, 2), np.uint64), np.full((regions, len(OBJECT_NAMES)), np.nan))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -71,18 +71,18 @@ class Measurements:
         except KeyError:
             return None
         shapes = (found.images.shape, found.dhash.shape, found.pixels.shape, found.regions.shape)
-        if shapes != ((images, len(NAMES)), (images,), (images, 2), (regions, len(OBJECT_NAMES))):
+        if shapes != ((images, len(NAMES)), (images, 2), (images, 2), (regions, len(OBJECT_NAMES))):
             return None
         return found
 
 
 def measure_image(image: Image.Image, boxes: np.ndarray, fingerprints: bool = True
-                  ) -> tuple[tuple[float, float, float], np.uint64, np.ndarray, np.ndarray]:
+                  ) -> tuple[tuple[float, float, float], np.ndarray, np.ndarray, np.ndarray]:
     """(properties, difference hash, pixel hash, [k, 2] region properties) of one image; the
     hashes are 0 without `fingerprints` (no other split to compare with: not worth their time)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     gray = small_gray(rgb)
-    dhash, hashed = np.uint64(0), np.zeros(2, np.uint64)
+    dhash, hashed = np.zeros(2, np.uint64), np.zeros(2, np.uint64)
     regions = np.zeros((0, len(OBJECT_NAMES)))
     if fingerprints or len(boxes):
         pixels = np.asarray(rgb)
