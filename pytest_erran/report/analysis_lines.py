@@ -78,7 +78,8 @@ def _full(document: dict) -> list[tuple[str, dict]]:
     if ranked:
         lines += _table(ranked[:SHOWN_BUCKETS], compare)
         if len(ranked) > SHOWN_BUCKETS:
-            lines.append((f"  ... {len(ranked) - SHOWN_BUCKETS} more buckets of misses in the JSON report "
+            more = len(ranked) - SHOWN_BUCKETS
+            lines.append((f"  ... {more} more bucket{'s' if more > 1 else ''} of misses in the JSON report "
                           "(--erran-report PATH)", {}))
     else:
         lines.append(("no bucket of misses is big enough to rank", {}))
