@@ -63,6 +63,7 @@ def test_buckets_with_the_same_misses_merge_under_the_most_telling_one():
     # narrow's twin "dent & narrow" (every positive is a dent), then wide and its twin
     assert ranked[0].name == "narrow" and ranked[0].merged == ["dent & narrow", "wide", "dent & wide"]
     assert ranked[0].title == "narrow = dent & narrow = wide = dent & wide"
+    assert ranking.merged_title("a", ["b", "c", "d", "e", "f"]) == "a = b = c = d (+2 more with the same misses)"
 
 
 def test_tags_and_crosses_are_examined():

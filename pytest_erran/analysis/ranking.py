@@ -53,13 +53,21 @@ class Ranked:
 
     @property
     def title(self) -> str:
-        return " = ".join([self.name, *self.merged])
+        return merged_title(self.name, self.merged)
 
     def document(self) -> dict:
         return {"name": self.name, "kind": self.kind, "class": self.cls, "part": self.part,
                 "merged": self.merged, "misses": self.misses, "positives": self.positives,
                 "miss_rate": self.miss_rate, "share": self.share, "lift": self.lift, "p": self.p,
                 "q": self.q, "too_small": self.too_small, **self.extra}
+
+
+def merged_title(name: str, merged: list[str], shown: int = 3) -> str:
+    """'dent & auto:dark = auto:dark': the first `shown` merged names and how many more, since a
+    line of ten names joined by '=' hides which bucket it is about (the JSON lists them all)."""
+    if len(merged) <= shown + 1:
+        return " = ".join([name, *merged])
+    return " = ".join([name, *merged[:shown]]) + f" (+{len(merged) - shown} more with the same misses)"
 
 
 def tag_masks(units: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from ..analysis import coverage as coverage_text
 from ..analysis import drift as drift_text
 from ..analysis import false_positives as fp_text
 from ..analysis import leakage as leakage_text
+from ..analysis.ranking import merged_title
 from ..analysis.tide import FALSE_POSITIVE_TYPES, MISSED_TYPES
 from ..vocabulary import EVERY
 
@@ -121,7 +122,7 @@ def _table(entries: list[dict], compare: bool) -> list[tuple[str, dict]]:
     head += ["try"]
     rows = []
     for b in entries:
-        cells = [" = ".join([b["name"], *b["merged"]]), str(b["misses"]), str(b["positives"]),
+        cells = [merged_title(b["name"], b["merged"]), str(b["misses"]), str(b["positives"]),
                  _number(b["miss_rate"]), f"{b['share']:.2f}", "inf" if b["lift"] is None else f"{b['lift']:.1f}",
                  _p(b["p"]), _p(b["q"])]
         if compare:
