@@ -212,7 +212,7 @@ def test_a_class_absent_from_train_is_a_warning_on_every_run_and_a_failing_item_
     result = project.run()
     assert result.ret == 0
     result.stdout.fnmatch_lines(["coverage: dent has 10 positives in dev but 0 in train (min_train 1): no model "
-                                 "learns what it never saw; move some of its images into train"])
+                                 "learns what it never saw; collect more for train, or move some of its dev images there"])
     absent_class_project(project, "require_coverage = true\n", """
     [[require]]
     bucket = "dent"

@@ -42,8 +42,19 @@ def _coverage(cover: dict) -> list[tuple[str, dict]]:
     lines = []
     for name in cover["uncovered"]:
         lines.append((f"coverage: {coverage_text.describe(cover, name)} (min_train {cover['min_train']}): no model "
-                      f"learns what it never saw; move some of its images into {cover['train_split']}", WARN))
+                      f"learns what it never saw; {_coverage_fix(cover, name)}", WARN))
     return ([("", {})] + lines) if lines else []
+
+
+def _coverage_fix(cover: dict, name: str) -> str:
+    """Move images from the split that holds the most of them other than the gated one (moving
+    the gated split's own images would change what the gate measures), else collect more."""
+    train, gated = cover["train_split"], cover["evaluated_split"]
+    found = next(b["positives"] for b in cover["buckets"] if b["name"] == name)
+    donors = sorted(((n, s) for s, n in found.items() if n and s not in (train, gated)), reverse=True)
+    if donors:
+        return f"move some of its {donors[0][1]} images into {train}, or collect more"
+    return f"collect more for {train}, or move some of its {gated} images there"
 
 
 def _leakage(duplicates: list[dict]) -> list[tuple[str, dict]]:
