@@ -69,7 +69,7 @@ def test_save_compare_regress_and_accept(workflow):
     result = project.run()
     assert result.ret == 0
     result.stdout.fnmatch_lines(["bucket*positives*recall*baseline*delta*-missed/+caught*p*",
-                                 "*run again with --erran-save-baseline*"])
+                                 "every unit is as in the baseline: nothing new to accept"])
 
     # 4. a worse model: ten scratches newly missed, recall 1.0 -> 0.667, p = 2^-10
     project.model(bias=WORSE)
@@ -107,6 +107,7 @@ def test_a_small_drop_is_inconclusive_not_a_failure(project):
     project.model(bias=WORSE)
     result, report = project.report()
     assert result.ret == 0  # 2 flips: p = 0.25, could be noise
+    result.stdout.fnmatch_lines(["to accept these results as the new baseline, run again with --erran-save-baseline"])
     requirement = {r["id"]: r for r in report["requirements"]}["recall(scratch)>=0.50"]
     assert requirement["outcome"] == "inconclusive" and requirement["passed"] is True
     result.stdout.fnmatch_lines(["*inconclusive*", "*ErranWarning*inconclusive*"])

@@ -6,7 +6,7 @@ import os
 from collections import Counter
 
 from ..analysis.gate import FAILED, INCONCLUSIVE, NOT_RUN, PASSED, REGRESSED, SKIPPED, TOO_SMALL
-from ..vocabulary import METRICS, GateMode, Metric, TaskName, format_threshold
+from ..vocabulary import ALL, METRICS, GateMode, Metric, TaskName, format_threshold
 from .analysis_lines import analysis_lines
 
 SHOWN_MISSES = 5
@@ -216,6 +216,13 @@ def _listing(title: str, items: list[str]) -> str:
     return f"  {title}: {shown}{more}"
 
 
+def _unchanged(evaluation) -> bool:
+    """No positive caught or missed anew, added or removed against the baseline."""
+    drift, compared = evaluation.drift, evaluation.buckets[ALL].comparison
+    return bool(drift and compared and not drift["added"] and not drift["removed"]
+                and not compared.newly_missed and not compared.newly_caught)
+
+
 def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict]:
     failing = [r for r in rows if r.failing]
     if saved_baseline is not None:
@@ -229,6 +236,8 @@ def _next_step(evaluation, rows, saved_baseline, report_path) -> tuple[str, dict
             return (f"look at the missed images above: they keep buckets under their floors{small}. "
                     "To accept these results as the new baseline anyway, run again with "
                     "--erran-save-baseline", {})
+        if _unchanged(evaluation):
+            return ("every unit is as in the baseline: nothing new to accept", {})
         return ("to accept these results as the new baseline, run again with --erran-save-baseline", {})
     hint = (f"no baseline at {shown_path(evaluation.settings.baseline_path)}: save this run as one with "
             "--erran-save-baseline, so later runs can catch regressions")
