@@ -3,6 +3,7 @@ a real browser (headless Chromium): every thumbnail decodes, the table holds the
 numbers, and both filters (CSS anchors without JavaScript, the menu with it) work."""
 
 import base64
+import html
 import io
 import os
 import re
@@ -17,6 +18,8 @@ from conftest import rows_with_misses
 from detection_builders import random_scene
 from evaluations import classification_evaluation, detection_evaluation
 from pytest_erran.analysis.baseline import save_evaluation
+from pytest_erran.analysis.ranking import merged_title
+from pytest_erran.report.analysis_lines import analysis_lines
 from pytest_erran.report import html as html_report
 from pytest_erran.report.html import render_html
 from pytest_erran.report.json_report import report_document
@@ -209,6 +212,28 @@ def test_an_analysis_is_rendered_from_its_structure(regressed):
     assert len(figures(page, "analysis-0")) == len(regressed.bucket("low_light").missed)
     assert len(figures(page, "analysis-1")) == 1  # its own unit list
     assert 'id="analysis-2"' not in page  # nothing to recompute its units from
+
+
+def test_the_analysis_reads_first_what_to_try_and_ranks_the_buckets_as_the_terminal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = classification_evaluation(tmp_path, rows_with_misses(), GATES)
+    save_evaluation(tmp_path / ".erran" / "baseline.json", first)
+    evaluation = classification_evaluation(tmp_path, rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13)), GATES,
+                                           analyze=True)
+    page = render_html(evaluation)
+    part = re.search(r'<section id="analysis">(.*?)</section>', page, re.S).group(1)
+    digest = [html.unescape(li) for li in re.findall(r'<li class="[a-z]*">(.*?)</li>', part)]
+    terminal = [text for text, _ in analysis_lines(evaluation)]
+    steps = [t for t in terminal if t.startswith("try next:")]
+    assert steps and digest[:len(steps)] == steps  # what to try first, word for word
+    assert set(digest) <= set(terminal)
+    ranked = [b for b in evaluation.analysis["buckets"] if not b["too_small"]][:10]
+    rows = re.findall(r'<tr><td class="name">(.*?)</td><td>(\d+)</td><td>(\d+)</td>', part)
+    assert [(html.unescape(re.sub(r"<[^>]+>", "", name)), int(m), int(n)) for name, m, n in rows] == \
+        [(merged_title(b["name"], b["merged"]), b["misses"], b["positives"]) for b in ranked]
+    linked = dict(re.findall(r'<a href="#(analysis-\d+)">(.*?)</a>', part))
+    assert linked and all(f'id="{anchor}"' in page for anchor in linked)
+    assert part.index("<details>") > part.index('<table class="ranked">')  # the raw tables come last, folded
 
 
 # --- in a real browser ---------------------------------------------------------------------------

@@ -19,13 +19,16 @@ import numpy as np
 
 from ..analysis.bins import recall_by_bins
 from ..analysis.buckets import positive_mask
+from ..analysis.ranking import merged_title
 from ..vocabulary import TaskName
+from .analysis_lines import analysis_lines
 from .gallery import PROPERTIES, Gallery, galleries
 from .terminal import ranked_rows, table_cells
 from .thumbnails import GROUND_TRUTH, PREDICTION, thumbnail
 
 PROPERTY_BINS = 10
 ANALYSIS_ROWS = 50  # rows of one analysis table; the JSON report has them all
+ANALYSIS_BUCKETS = 10  # ranked buckets of misses shown, as in the terminal
 ANALYSIS_DEPTH = 3
 CONFUSION_MAX_CLASSES = 40
 
@@ -46,7 +49,8 @@ def render_html(evaluation, *, per_section: int = 48, created: str | None = None
         _bucket_table(evaluation, rows, anchors),
         _confusion(evaluation) if evaluation.task == TaskName.CLASSIFICATION else _curves(evaluation),
         _property_strips(evaluation),
-        _analysis(analysis) if analysis is not None else "",
+        _analysis(evaluation, analysis, {g.bucket: g.id for g in sections if g.kind == "analysis"})
+        if analysis is not None else "",
         *(_gallery(g, thumbnails) for g in sections),
         "</main>",
     ]
@@ -290,8 +294,56 @@ def _property_strips(evaluation) -> str:
             + "".join(strips) + "</section>")
 
 
-def _analysis(analysis) -> str:
-    return f'<section id="analysis"><h2>Error analysis</h2>{_value(analysis, 0)}</section>'
+# the lines of the terminal's analysis worth reading first, and their order
+DIGEST = ("try next:", "compare:", "coverage:", "leakage:", "possible label errors", "drift from",
+          "false positives:", "error types:", "error analysis:", "thresholds:", "too small to tell")
+
+
+def _analysis(evaluation, analysis, anchors: dict) -> str:
+    """What to try and what changed first (the terminal's own lines), then the ranked buckets of
+    misses as a table linked to their galleries, then every table of the analysis, folded."""
+    return ('<section id="analysis"><h2>Error analysis</h2>' + _digest(evaluation) + _ranked(analysis, anchors)
+            + '<details><summary>every table of the analysis (the JSON report\'s "analysis")</summary>'
+            + _value(analysis, 0) + "</details></section>")
+
+
+def _digest(evaluation) -> str:
+    """Only for the document the analysis writes (a hook or a test may set another)."""
+    cover = evaluation.analysis.get("coverage")
+    if not (isinstance(evaluation.analysis.get("summary"), dict) or (isinstance(cover, dict) and "train_found" in cover)):
+        return ""
+    lines = [text for text, _ in analysis_lines(evaluation) if text.startswith(DIGEST)]
+    lines.sort(key=lambda text: next(i for i, p in enumerate(DIGEST) if text.startswith(p)))
+    if not lines:
+        return ""
+    strong = ("try next:", "compare:", "coverage:")
+    return '<ul class="digest">' + "".join(
+        f'<li class="{"strong" if text.startswith(strong) else ""}">{_e(text)}</li>' for text in lines) + "</ul>"
+
+
+def _ranked(analysis, anchors: dict) -> str:
+    """The ranked buckets of misses, as the terminal shows them; nothing for a hand-made document."""
+    ranked = [b for b in analysis.get("buckets", []) if isinstance(b, dict) and not b.get("too_small")
+              and {"name", "misses", "positives", "miss_rate", "share", "p", "q"} <= set(b)][:ANALYSIS_BUCKETS]
+    if not ranked:
+        return ""
+    compare = "compare" in analysis
+    head = ["bucket", "misses", "positives", "miss rate", "share", "lift", "p", "q"]
+    head += ["+caught/-missed"] if compare else []
+    out = ['<table class="ranked"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "<th>try</th></tr></thead><tbody>"]
+    for b in ranked:
+        name = _e(merged_title(b["name"], b.get("merged", [])))
+        if b["name"] in anchors:
+            name = f'<a href="#{anchors[b["name"]]}">{name}</a>'
+        lift = "inf" if b.get("lift") is None else f"{b['lift']:.1f}"
+        cells = [str(b["misses"]), str(b["positives"]), f"{b['miss_rate']:.3f}", f"{b['share']:.2f}", lift,
+                 f"{b['p']:.2g}", f"{b['q']:.2g}"]
+        cells += [f"+{b.get('newly_caught', 0)}/-{b.get('newly_missed', 0)}"] if compare else []
+        tried = (b.get("suggestions") or ["-"])[0]
+        out.append(f'<tr><td class="name">{name}</td>' + "".join(f"<td>{c}</td>" for c in cells)
+                   + f'<td class="try">{_e(tried)}</td></tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
 
 
 def _value(value, depth: int) -> str:
@@ -421,6 +473,9 @@ svg text{font:11px system-ui,sans-serif;fill:var(--muted)}svg .title{fill:var(--
 .bins{display:flex;gap:2px;max-width:900px}.bin{flex:1;color:#fff;text-align:center;padding:3px 0;border-radius:3px;font-size:12px}
 .bin b,.bin small{display:block}.bin small{opacity:.9;font-size:10px}
 table.analysis{margin:4px 0 12px}table.analysis td,table.analysis th{text-align:left;white-space:normal}
+ul.digest{padding-left:18px;max-width:1100px}ul.digest li{margin:2px 0}ul.digest li.strong{font-weight:600}
+table.ranked{margin:8px 0 12px}table.ranked td.name{white-space:normal;max-width:340px}table.ranked td.try,table.ranked th:last-child{text-align:left;white-space:normal;min-width:200px}
+details{margin:8px 0}details summary{cursor:pointer;color:var(--muted)}
 .gallery{border-top:1px solid var(--line)}.back{margin:0 0 6px;font-size:12px}
 .legend{font-size:12px;font-weight:normal;color:var(--muted);margin-left:12px}.legend i{display:inline-block;width:12px;height:10px;border:2px solid;margin:0 4px 0 10px;vertical-align:middle}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(216px,1fr));gap:12px}
