@@ -9,7 +9,8 @@ import pytest
 from conftest import rows_with_misses
 from evaluations import classification_evaluation
 from pytest_erran.analysis.baseline import save_evaluation
-from pytest_erran.report.markdown import MARKER, Section, assemble, code, markdown_document
+from pytest_erran.analysis.ranking import merged_title
+from pytest_erran.report.markdown import MARKER, Section, assemble, cell_text, code, markdown_document
 
 GATES = """
 alpha = 0.5
@@ -60,6 +61,23 @@ def test_the_markdown_names_the_verdict_the_failing_bucket_and_the_newly_missed(
     for unit in newly:
         assert any(line.startswith(f"| `{paths[unit]}` | `scratch` | `scratch`, `low_light` |") for line in lines)
     assert lines[-1] == "[erran-html]: erran.html"
+
+
+def test_with_the_analysis_the_markdown_says_what_to_try_and_ranks_the_causes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_evaluation(tmp_path / ".erran" / "baseline.json", classification_evaluation(tmp_path, rows_with_misses(), GATES))
+    evaluation = classification_evaluation(tmp_path, rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13)), GATES,
+                                           analyze=True)
+    lines = markdown_document(evaluation).splitlines()
+    steps = evaluation.analysis["next"]
+    assert steps and all(f"- **{cell_text('try next: ' + step)}**" in lines for step in steps)
+    assert len([line for line in lines if line.startswith("- compare: ")]) == len(evaluation.analysis["compare"])
+    at = lines.index("**Top causes**")
+    rows = [[c.strip() for c in row] for row in table_rows("\n".join(lines[at:]))]
+    assert rows[0] == ["bucket", "misses", "positives", "miss rate", "lift", "q", "try"]
+    ranked = [b for b in evaluation.analysis["buckets"] if not b["too_small"]][:5]
+    assert [(r[0].strip("`"), int(r[1]), int(r[2])) for r in rows[2:2 + len(ranked)]] == \
+        [(merged_title(b["name"], b["merged"]), b["misses"], b["positives"]) for b in ranked]
 
 
 def test_long_listings_are_cut_between_rows_with_and_n_more():
