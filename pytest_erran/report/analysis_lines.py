@@ -84,7 +84,7 @@ def _full(document: dict) -> list[tuple[str, dict]]:
                       else "[auto]" if t["source"] == "config" else "default")
             described.append(f"{t['bucket']} = {t['property']} {t['operator']} {t['value']:.4g} ({origin})")
         lines.append(("thresholds: " + ", ".join(described), {}))
-    ranked = [b for b in document["buckets"] if not b["too_small"]]
+    ranked = ranked_entries(document)
     small = [b for b in document["buckets"] if b["too_small"]]
     compare = "compare" in document
     if ranked:
@@ -119,14 +119,22 @@ def _full(document: dict) -> list[tuple[str, dict]]:
             lines.append((f"drift from {entry['train_split']}: {drift_text.describe(entry)}{tried}", WARN))
     if document.get("duplicates"):
         lines += _leakage(document["duplicates"])
-    for line in document.get("compare", []):
-        lines.append((f"compare: {line}", {"bold": True}))
-    for step in document.get("next", []):
-        lines.append((f"try next: {step}", {"bold": True}))
+    lines += [(line, {"bold": True}) for line in steps(document)]
     return lines
 
 
-def _table(entries: list[dict], compare: bool) -> list[tuple[str, dict]]:
+def ranked_entries(document: dict) -> list[dict] | None:
+    """The buckets of misses big enough to rank, in rank order; None for a document the analysis
+    did not write (a hook's, a test's), which the reports render from its structure instead."""
+    buckets = document.get("buckets")
+    if not isinstance(document.get("summary"), dict) or not isinstance(buckets, list) \
+            or not all(isinstance(b, dict) for b in buckets):
+        return None
+    return [b for b in buckets if not b["too_small"]]
+
+
+def ranked_cells(entries: list[dict], compare: bool) -> tuple[list[str], list[list[str]]]:
+    """(head, one row of cells per entry): the ranked table as text, for every report."""
     head = ["bucket", "misses", "positives", "miss rate", "share", "lift", "p", "q"]
     if compare:
         head += ["+caught/-missed"]
@@ -140,6 +148,17 @@ def _table(entries: list[dict], compare: bool) -> list[tuple[str, dict]]:
             cells.append(f"+{b.get('newly_caught', 0)}/-{b.get('newly_missed', 0)}")
         cells.append(b["suggestions"][0] if b["suggestions"] else "-")
         rows.append(cells)
+    return head, rows
+
+
+def steps(document: dict) -> list[str]:
+    """The compare step's lines, then what to try next."""
+    return [f"compare: {line}" for line in document.get("compare", [])] + \
+        [f"try next: {step}" for step in document.get("next", [])]
+
+
+def _table(entries: list[dict], compare: bool) -> list[tuple[str, dict]]:
+    head, rows = ranked_cells(entries, compare)
     widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
 
     def fmt(cells):

@@ -19,16 +19,14 @@ import numpy as np
 
 from ..analysis.bins import recall_by_bins
 from ..analysis.buckets import positive_mask
-from ..analysis.ranking import merged_title
 from ..vocabulary import TaskName
-from .analysis_lines import analysis_lines
+from .analysis_lines import SHOWN_BUCKETS, analysis_lines, ranked_cells, ranked_entries
 from .gallery import PROPERTIES, Gallery, galleries
 from .terminal import ranked_rows, table_cells
 from .thumbnails import GROUND_TRUTH, PREDICTION, thumbnail
 
 PROPERTY_BINS = 10
 ANALYSIS_ROWS = 50  # rows of one analysis table; the JSON report has them all
-ANALYSIS_BUCKETS = 10  # ranked buckets of misses shown, as in the terminal
 ANALYSIS_DEPTH = 3
 CONFUSION_MAX_CLASSES = 40
 
@@ -310,7 +308,7 @@ def _analysis(evaluation, analysis, anchors: dict) -> str:
 def _digest(evaluation) -> str:
     """Only for the document the analysis writes (a hook or a test may set another)."""
     cover = evaluation.analysis.get("coverage")
-    if not (isinstance(evaluation.analysis.get("summary"), dict) or (isinstance(cover, dict) and "train_found" in cover)):
+    if ranked_entries(evaluation.analysis) is None and not (isinstance(cover, dict) and "train_found" in cover):
         return ""
     lines = [text for text, _ in analysis_lines(evaluation) if text.startswith(DIGEST)]
     lines.sort(key=lambda text: next(i for i, p in enumerate(DIGEST) if text.startswith(p)))
@@ -322,25 +320,17 @@ def _digest(evaluation) -> str:
 
 
 def _ranked(analysis, anchors: dict) -> str:
-    """The ranked buckets of misses, as the terminal shows them; nothing for a hand-made document."""
-    ranked = [b for b in analysis.get("buckets", []) if isinstance(b, dict) and not b.get("too_small")
-              and {"name", "misses", "positives", "miss_rate", "share", "p", "q"} <= set(b)][:ANALYSIS_BUCKETS]
+    """The ranked buckets of misses, the terminal's cells, each name linked to its gallery."""
+    ranked = ranked_entries(analysis)
     if not ranked:
         return ""
-    compare = "compare" in analysis
-    head = ["bucket", "misses", "positives", "miss rate", "share", "lift", "p", "q"]
-    head += ["+caught/-missed"] if compare else []
-    out = ['<table class="ranked"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "<th>try</th></tr></thead><tbody>"]
-    for b in ranked:
-        name = _e(merged_title(b["name"], b.get("merged", [])))
+    head, rows = ranked_cells(ranked[:SHOWN_BUCKETS], "compare" in analysis)
+    out = ['<table class="ranked"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for b, (title, *numbers, tried) in zip(ranked, rows):
+        name = _e(title)
         if b["name"] in anchors:
             name = f'<a href="#{anchors[b["name"]]}">{name}</a>'
-        lift = "inf" if b.get("lift") is None else f"{b['lift']:.1f}"
-        cells = [str(b["misses"]), str(b["positives"]), f"{b['miss_rate']:.3f}", f"{b['share']:.2f}", lift,
-                 f"{b['p']:.2g}", f"{b['q']:.2g}"]
-        cells += [f"+{b.get('newly_caught', 0)}/-{b.get('newly_missed', 0)}"] if compare else []
-        tried = (b.get("suggestions") or ["-"])[0]
-        out.append(f'<tr><td class="name">{name}</td>' + "".join(f"<td>{c}</td>" for c in cells)
+        out.append(f'<tr><td class="name">{name}</td>' + "".join(f"<td>{c}</td>" for c in numbers)
                    + f'<td class="try">{_e(tried)}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis.ranking import merged_title
 from ..vocabulary import ALL
+from .analysis_lines import ranked_cells, ranked_entries, steps
 from .terminal import ranked_rows, table_cells
 
 COMMENT_LIMIT = 65_536  # characters in a GitHub issue or pull-request comment
@@ -173,19 +173,15 @@ def _newly_missed_section(evaluation) -> Section | None:
                    lambda n: _row([f"... and {n} more", "", ""]))
 
 
-RANKED_KEYS = {"name", "misses", "positives", "miss_rate", "lift", "q"}
-
-
 def _analysis_sections(analysis) -> list[Section]:
-    """The analysis' steps to try, its compare step and its top causes as the terminal ranks them;
-    for another document (a hook's), whatever list of records it holds under `causes` / `buckets`
-    and `suggestions` (scalar fields only)."""
+    """The analysis' compare step, what to try next and its top causes as the terminal ranks
+    them; for another document (a hook's), whatever list of records it holds under `causes` /
+    `buckets` and `suggestions` (scalar fields only)."""
     if not isinstance(analysis, dict):
         return []
-    ranked = analysis.get("buckets")
-    if isinstance(analysis.get("summary"), dict) and isinstance(ranked, list) and \
-            all(isinstance(b, dict) and RANKED_KEYS <= set(b) for b in ranked):
-        return _ranked_sections(analysis, [b for b in ranked if not b.get("too_small")])
+    ranked = ranked_entries(analysis)
+    if ranked is not None:
+        return _ranked_sections(analysis, ranked)
     sections = []
     for key, title in (("causes", "Top causes"), ("buckets", "Top causes"), ("suggestions", "Experiments to try")):
         records = analysis.get(key)
@@ -206,20 +202,19 @@ def _analysis_sections(analysis) -> list[Section]:
     return sections
 
 
+CAUSE_COLUMNS = ["bucket", "misses", "positives", "miss rate", "lift", "q", "try"]  # of the terminal's
+
+
 def _ranked_sections(analysis: dict, ranked: list[dict]) -> list[Section]:
-    lines = [f"- {cell_text('compare: ' + line)}" for line in analysis.get("compare", [])]
-    lines += [f"- **{cell_text('try next: ' + step)}**" for step in analysis.get("next", [])]
-    steps = Section(["**Error analysis**", ""], [], lines, lambda n: f"- ... and {n} more")
-    head = ["bucket", "misses", "positives", "miss rate", "lift", "q", "try"]
-    rows = []
-    for b in ranked[:TOP_CAUSES]:
-        lift = "inf" if b["lift"] is None else f"{b['lift']:.1f}"
-        tried = (b.get("suggestions") or ["-"])[0]
-        rows.append(_row([code(merged_title(b["name"], b.get("merged", []))), str(b["misses"]), str(b["positives"]),
-                          f"{b['miss_rate']:.3f}", lift, f"{b['q']:.2g}", cell_text(tried)]))
-    causes = Section(["**Top causes**", ""], [_row(head), _row(["---"] + ["---:"] * 5 + ["---"])], rows,
-                     lambda n: _row([f"... and {n} more"] + [""] * 6))
-    return [steps, causes]
+    lines = [f"- **{cell_text(line)}**" if line.startswith("try next:") else f"- {cell_text(line)}"
+             for line in steps(analysis)]
+    causes = Section(["**Error analysis**", ""], [], lines, lambda n: f"- ... and {n} more")
+    head, cells = ranked_cells(ranked[:TOP_CAUSES], compare=False)
+    keep = [head.index(c) for c in CAUSE_COLUMNS]
+    rows = [_row([code(row[0])] + [cell_text(row[i]) for i in keep[1:]]) for row in cells]
+    table = Section(["**Top causes**", ""], [_row(CAUSE_COLUMNS), _row(["---"] + ["---:"] * 5 + ["---"])], rows,
+                    lambda n: _row([f"... and {n} more"] + [""] * 6))
+    return [causes, table]
 
 
 def _columns(records: list[dict]) -> list[str]:
