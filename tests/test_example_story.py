@@ -8,9 +8,6 @@ raw output, to check the plugin's figure."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,42 +15,23 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "example_project"
-
+from example_runs import EXAMPLES, Run, copy_example
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("story") / "example_project"
-    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns(".pytest_cache", "surfaces", "__pycache__"))
-    return copy
-
-
-class Run:
-    def __init__(self, folder: Path, name: str, *args: str):
-        report = folder.parent / f"{name}.json"
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
-               "--erran-analyze", f"--erran-report={report}", *args]
-        done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300)
-        self.status, self.out = done.returncode, done.stdout + done.stderr
-        self.report = json.loads(report.read_text()) if report.exists() else None
-        self.buckets = {b["name"]: b for b in self.report["buckets"]} if self.report else {}
-
-    def failed(self) -> list[str]:
-        return [r["id"] for r in self.report["requirements"] if r["passed"] is False]
-
-    def recall(self, bucket: str) -> float:
-        return self.buckets[bucket]["recall"]
+    return copy_example(EXAMPLES, tmp_path_factory.mktemp("story") / "example_project", "surfaces")
 
 
 @pytest.fixture(scope="module")
 def runs(example) -> dict[str, Run]:
     """The walkthrough's three steps, in order, then v3 saved as the new baseline and run again."""
     out = {}
-    out["v1"] = Run(example, "v1", "--erran-model=models/v1.onnx", "--erran-data=data/annotations_v1.json")
-    out["v2"] = Run(example, "v2", "--erran-model=models/v2.onnx")
-    out["v3"] = Run(example, "v3", "--erran-model=models/v3.onnx")
-    out["save"] = Run(example, "save", "--erran-model=models/v3.onnx", "--erran-save-baseline")
-    out["again"] = Run(example, "again", "--erran-model=models/v3.onnx")
+    out["v1"] = Run(example, "v1", "--erran-model=models/v1.onnx", "--erran-data=data/annotations_v1.json",
+                    "--erran-analyze")
+    out["v2"] = Run(example, "v2", "--erran-model=models/v2.onnx", "--erran-analyze")
+    out["v3"] = Run(example, "v3", "--erran-model=models/v3.onnx", "--erran-analyze")
+    out["save"] = Run(example, "save", "--erran-model=models/v3.onnx", "--erran-save-baseline", "--erran-analyze")
+    out["again"] = Run(example, "again", "--erran-model=models/v3.onnx", "--erran-analyze")
     return out
 
 
@@ -95,7 +73,7 @@ def test_v3_passes_everything_against_v2s_baseline_and_the_crop_worked_on_the_ed
 
 
 def test_the_committed_baseline_is_v2s_results(runs):
-    committed = json.loads((EXAMPLE / ".erran" / "baseline.json").read_text())
+    committed = json.loads((EXAMPLES / ".erran" / "baseline.json").read_text())
     v2 = runs["v2"]
     assert committed["model"]["sha256"] == v2.report["model"]["sha256"]
     assert v2.buckets["all"]["delta"] == 0.0, "v2 against its own baseline changes nothing"
@@ -149,8 +127,8 @@ def hand_count(model: Path, annotations: Path, split: str, score: float = 0.3, i
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_recall_per_class_equals_a_count_by_hand(runs, version):
-    data = EXAMPLE / "data" / ("annotations_v1.json" if version == "v1" else "annotations.json")
-    counted = hand_count(EXAMPLE / "models" / f"{version}.onnx", data, "test")
+    data = EXAMPLES / "data" / ("annotations_v1.json" if version == "v1" else "annotations.json")
+    counted = hand_count(EXAMPLES / "models" / f"{version}.onnx", data, "test")
     for category, name in ((1, "tube"), (2, "fin")):
         bucket = runs[version].buckets[name]
         assert (bucket["hits"], bucket["positives"]) == counted[category]

@@ -5,25 +5,16 @@ its own model's results."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-SURFACES = Path(__file__).resolve().parents[1] / "example_project" / "surfaces"
+from example_runs import EXAMPLES, Run, copy_example
+
+SURFACES = EXAMPLES / "surfaces"
 
 
 def test_the_surfaces_example_fails_dent_and_low_light_against_its_own_baseline(tmp_path):
-    copy = tmp_path / "surfaces"
-    shutil.copytree(SURFACES, copy, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
-    report = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "--erran-model=model.onnx", f"--erran-report={report}"],
-                          cwd=copy, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr
-    found = json.loads(report.read_text())
-    failed = sorted(r["id"] for r in found["requirements"] if r["passed"] is False)
-    assert failed == ["recall(dent)>=0.85", "recall(low_light)>=0.90"]
-    assert [b["delta"] for b in found["buckets"]] == [0.0] * len(found["buckets"])
+    run = Run(copy_example(SURFACES, tmp_path / "surfaces"), "report", "--erran-model=model.onnx")
+    assert run.status == 1, run.out
+    assert sorted(run.failed()) == ["recall(dent)>=0.85", "recall(low_light)>=0.90"]
+    assert [b["delta"] for b in run.report["buckets"]] == [0.0] * len(run.report["buckets"])
     assert json.loads((SURFACES / ".erran" / "baseline.json").read_text())["model"]["sha256"] == \
-        found["model"]["sha256"]
+        run.report["model"]["sha256"]
