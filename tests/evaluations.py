@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest_erran
 from builders import write_manifest
+from conftest import rows_with_misses
 from detection_builders import write_coco, write_coco_results
 
 CLASSIFICATION = """
@@ -31,6 +32,19 @@ def classification_evaluation(root: Path, rows: list[dict], extra: str = "", **o
             writer.writerow([row["id"], row.get("looks_like", row["label"]), row.get("score", 0.9)])
     (root / "erran.toml").write_text(textwrap.dedent(CLASSIFICATION) + textwrap.dedent(extra))
     return pytest_erran.evaluate(root / "erran.toml", rootdir=root, **options)
+
+
+TWO_MORE_LOW_LIGHT = (1, 4, 5, 10, 17, 7, 13)  # rows_with_misses' misses, and two more low-light units
+
+
+def regressed_evaluation(root: Path, extra: str, rows: list[dict] | None = None, **options):
+    """rows_with_misses() saved as the baseline (.erran/baseline.json), then `rows` (by default
+    the same with TWO_MORE_LOW_LIGHT missed) evaluated against it."""
+    from pytest_erran.analysis.baseline import save_evaluation
+
+    save_evaluation(root / ".erran" / "baseline.json", classification_evaluation(root, rows_with_misses(), extra))
+    rows = rows if rows is not None else rows_with_misses(missed=TWO_MORE_LOW_LIGHT)
+    return classification_evaluation(root, rows, extra, **options)
 
 
 DETECTION = """

@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from conftest import rows_with_misses
-from evaluations import classification_evaluation
-from pytest_erran.analysis.baseline import save_evaluation
+from evaluations import regressed_evaluation
 from pytest_erran.analysis.ranking import merged_title
 from pytest_erran.report.markdown import MARKER, Section, assemble, cell_text, code, markdown_document
 
@@ -31,8 +30,7 @@ max_drop = 0.01
 @pytest.fixture
 def regressed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    save_evaluation(tmp_path / ".erran" / "baseline.json", classification_evaluation(tmp_path, rows_with_misses(), GATES))
-    return classification_evaluation(tmp_path, rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13)), GATES)
+    return regressed_evaluation(tmp_path, GATES)
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -65,9 +63,7 @@ def test_the_markdown_names_the_verdict_the_failing_bucket_and_the_newly_missed(
 
 def test_with_the_analysis_the_markdown_says_what_to_try_and_ranks_the_causes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    save_evaluation(tmp_path / ".erran" / "baseline.json", classification_evaluation(tmp_path, rows_with_misses(), GATES))
-    evaluation = classification_evaluation(tmp_path, rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13)), GATES,
-                                           analyze=True)
+    evaluation = regressed_evaluation(tmp_path, GATES, analyze=True)
     lines = markdown_document(evaluation).splitlines()
     steps = evaluation.analysis["next"]
     assert steps and all(f"- **{cell_text('try next: ' + step)}**" in lines for step in steps)

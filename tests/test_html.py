@@ -16,8 +16,7 @@ from PIL import Image
 import chromium
 from conftest import rows_with_misses
 from detection_builders import random_scene
-from evaluations import classification_evaluation, detection_evaluation
-from pytest_erran.analysis.baseline import save_evaluation
+from evaluations import TWO_MORE_LOW_LIGHT, classification_evaluation, detection_evaluation, regressed_evaluation
 from pytest_erran.analysis.ranking import merged_title
 from pytest_erran.report.analysis_lines import analysis_lines
 from pytest_erran.report import html as html_report
@@ -65,11 +64,9 @@ def decoded(uri: str) -> Image.Image:
 def regressed(tmp_path, monkeypatch):
     """A classification evaluation against a baseline: two more low-light units missed."""
     monkeypatch.chdir(tmp_path)
-    first = classification_evaluation(tmp_path, rows_with_misses(), GATES)
-    save_evaluation(tmp_path / ".erran" / "baseline.json", first)
-    rows = rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13))
+    rows = rows_with_misses(missed=TWO_MORE_LOW_LIGHT)
     rows[7]["camera"] = "<script>alert(1)</script>"  # metadata is data: shown, never run
-    return classification_evaluation(tmp_path, rows, GATES, html="gallery.html")
+    return regressed_evaluation(tmp_path, GATES, rows, html="gallery.html")
 
 
 def test_the_gallery_shows_each_failing_buckets_misses_new_ones_first(regressed):
@@ -124,7 +121,7 @@ def test_the_gallery_is_self_contained_bounded_and_byte_identical(regressed, tmp
     # the same evaluation, and a new evaluation of the same inputs, give the same bytes
     monkeypatch.setattr(html_report, "thumbnail", real)
     assert render_html(regressed, per_section=2) == page
-    rows = rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13))
+    rows = rows_with_misses(missed=TWO_MORE_LOW_LIGHT)
     rows[7]["camera"] = "<script>alert(1)</script>"
     again = classification_evaluation(tmp_path, rows, GATES, html="gallery.html")
     assert render_html(again, per_section=2) == page
@@ -216,10 +213,7 @@ def test_an_analysis_is_rendered_from_its_structure(regressed):
 
 def test_the_analysis_reads_first_what_to_try_and_ranks_the_buckets_as_the_terminal(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = classification_evaluation(tmp_path, rows_with_misses(), GATES)
-    save_evaluation(tmp_path / ".erran" / "baseline.json", first)
-    evaluation = classification_evaluation(tmp_path, rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13)), GATES,
-                                           analyze=True)
+    evaluation = regressed_evaluation(tmp_path, GATES, analyze=True)
     page = render_html(evaluation)
     part = re.search(r'<section id="analysis">(.*?)</section>', page, re.S).group(1)
     digest = [html.unescape(li) for li in re.findall(r'<li class="[a-z]*">(.*?)</li>', part)]

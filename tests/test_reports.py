@@ -8,7 +8,7 @@ import pytest
 
 from conftest import rows_with_misses
 from detection_builders import random_scene
-from evaluations import classification_evaluation, detection_evaluation
+from evaluations import TWO_MORE_LOW_LIGHT, classification_evaluation, detection_evaluation
 from pytest_erran.analysis.baseline import save_evaluation
 from pytest_erran.config import load_schema
 from pytest_erran.report.json_report import report_document
@@ -76,7 +76,7 @@ def test_the_summary_ranks_failing_buckets_first_and_lists_their_misses(evaluati
 
 def test_with_a_baseline_the_summary_and_report_compare(tmp_path, evaluation):
     save_evaluation(tmp_path / ".erran" / "baseline.json", evaluation)
-    rows = rows_with_misses(missed=(1, 4, 5, 10, 17, 7, 13))  # two more low-light misses
+    rows = rows_with_misses(missed=TWO_MORE_LOW_LIGHT)
     again = classification_evaluation(tmp_path, rows, GATES)
     lines = text_of(summary_lines(again))
     assert lines[1].startswith("baseline .erran/baseline.json (model ")
